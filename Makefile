@@ -1,0 +1,17 @@
+# The two commands of the README: `make demo` and `make test`. Both set everything up first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup demo test clean
+
+setup:
+	VENV=$(VENV) bash scripts/setup.sh
+
+demo: setup
+	$(VENV)/bin/ptycho-app demo --out demo-output
+
+test: setup
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) demo-output .pytest_cache

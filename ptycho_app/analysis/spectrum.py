@@ -1,0 +1,73 @@
+"""Eigen-decomposition of ``X = U diag(d) U^*`` from its factors, and the FP object from it.
+
+Cost ``O(n r^2)``: a thin QR ``U = Q R``, then the ``r x r`` Hermitian eigenproblem of
+``R diag(d) R^*``.  ``X`` is never formed.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..physics import spectrum_to_object
+
+
+def factor_eigh(U: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eigenvalues and eigenvectors of ``X = U diag(d) U^*``.
+
+    Parameters
+    ----------
+    U : (B, n, r)
+    d : (B, r) real, >= 0
+
+    Returns
+    -------
+    eigenvalues : (B, r) real
+        Decreasing. ``rank(X) <= #{d > 0}`` holds exactly, so eigenvalues past that count are
+        set to exactly 0 (UDU's clipped ``d`` entries give exact zeros, not round-off).
+    eigenvectors : (B, n, r)
+        Orthonormal columns, matching ``eigenvalues``.
+    """
+    Q, R = torch.linalg.qr(U)
+    core = R * d[:, None, :].to(R.dtype) @ R.conj().transpose(-1, -2)
+    core = (core + core.conj().transpose(-1, -2)) / 2
+    values, vectors = torch.linalg.eigh(core)
+    values, vectors = values.flip(-1), vectors.flip(-1)
+    active = (d > 0).sum(dim=1, keepdim=True)
+    positions = torch.arange(values.shape[-1], device=values.device)[None, :]
+    values = torch.where(positions < active, values, torch.zeros_like(values))
+    return values, Q @ vectors
+
+
+def leading_vector(U: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """Top eigenvector of ``X`` scaled by ``sqrt(lambda_1)``: the recovered ``x``.
+
+    Parameters
+    ----------
+    U : (B, n, r)
+    d : (B, r) real
+
+    Returns
+    -------
+    (B, n)
+    """
+    values, vectors = factor_eigh(U, d)
+    return vectors[..., 0] * values[:, :1].clamp_min(0).sqrt().to(vectors.dtype)
+
+
+def object_from_factors(U: torch.Tensor, d: torch.Tensor, grid_size: int) -> torch.Tensor:
+    """FP object from the lifted spectrum's factors.
+
+    Parameters
+    ----------
+    U : (B, n, r) complex, ``n = grid_size**2``
+    d : (B, r) real (physical weights)
+    grid_size : int
+        ``N``.
+
+    Returns
+    -------
+    (B, N, N) complex
+        ``ifft2(ifftshift(S))`` with ``S`` the scaled top eigenvector, up to a global phase.
+    """
+    spectrum = leading_vector(U, d).reshape(-1, grid_size, grid_size)
+    return spectrum_to_object(spectrum)

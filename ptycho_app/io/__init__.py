@@ -1,0 +1,5 @@
+"""Input and output."""
+
+from .atomic import atomic_path
+
+__all__ = ["atomic_path"]

@@ -1,0 +1,110 @@
+"""The lifted measurement interface that the solvers are written against.
+
+A lifted operator ``A`` maps a Hermitian PSD matrix ``X`` (``n x n``) linearly to real
+measurements, ``A(X) = [<A_i, X>]_i``.  The solvers never form ``X``: they hand over factors
+``X = U diag(d) U^*`` and ask for
+
+- ``measure(U, d)``: ``A(X)``, and
+- ``adjoint_apply(w, V)``: ``A^*(w) V`` with ``A^*(w) = sum_i w_i A_i`` (Hermitian),
+
+or both at once through ``residual_and_product(U, d, b)``, which returns the residual
+``A(X) - b`` and ``G U`` with ``G = A^*(A(X) - b)``, the gradient of
+``1/2 ||A(X) - b||^2`` with respect to ``X``.  Operators that can share work between the two
+(FP reuses ``B U``) override it.
+
+Batching: every tensor has a leading batch axis ``B`` (problems); the operator itself is shared
+by the batch.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class LiftedOperator:
+    """Base class of lifted measurement operators.
+
+    Attributes
+    ----------
+    n : int
+        Size of the lifted matrix ``X`` (``n x n``).
+    measurement_shape : tuple of int
+        Shape of one problem's measurements (``m`` values in all).
+    is_complex : bool
+        Whether ``X`` (and the factors) are complex Hermitian rather than real symmetric.
+    dtype : torch.dtype
+        Dtype of the factors.
+    device : torch.device
+        Where the operator's tensors live.
+    """
+
+    n: int
+    measurement_shape: tuple
+    is_complex: bool
+    dtype: torch.dtype
+    device: torch.device
+
+    @property
+    def real_dtype(self) -> torch.dtype:
+        """Dtype of the measurements."""
+        return torch.empty((), dtype=self.dtype).real.dtype
+
+    def measure(self, U: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        """``A(U diag(d) U^*)``.
+
+        Parameters
+        ----------
+        U : (B, n, r) complex or real
+            Factor columns.
+        d : (B, r) real
+            Diagonal weights.
+
+        Returns
+        -------
+        (B, *measurement_shape) real
+        """
+        raise NotImplementedError
+
+    def adjoint_apply(self, w: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
+        """``A^*(w) V``.
+
+        Parameters
+        ----------
+        w : (B, *measurement_shape) real
+            Measurement-space weights.
+        V : (B, n, k)
+            Vectors to multiply.
+
+        Returns
+        -------
+        (B, n, k)
+        """
+        raise NotImplementedError
+
+    def residual_and_product(self, U, d, b):
+        """Residual ``A(X) - b`` and ``G U`` with ``G = A^*(A(X) - b)``, ``X = U diag(d) U^*``.
+
+        Parameters
+        ----------
+        U : (B, n, r)
+        d : (B, r) real
+        b : (B, *measurement_shape) real
+
+        Returns
+        -------
+        residual : (B, *measurement_shape) real
+        GU : (B, n, r)
+        """
+        residual = self.measure(U, d) - b
+        return residual, self.adjoint_apply(residual, U)
+
+    # ---- dense helpers, for tests and small problems ----------------------------------------
+    def apply_dense(self, X: torch.Tensor) -> torch.Tensor:
+        """``A(X)`` for an explicit Hermitian ``X`` (B, n, n), through its eigendecomposition."""
+        eigenvalues, vectors = torch.linalg.eigh(X)
+        return self.measure(vectors, eigenvalues)
+
+    def adjoint_dense(self, w: torch.Tensor) -> torch.Tensor:
+        """``A^*(w)`` as an explicit (B, n, n) matrix."""
+        eye = torch.eye(self.n, dtype=self.dtype, device=self.device)
+        return self.adjoint_apply(w, eye.expand(w.shape[0], self.n, self.n))

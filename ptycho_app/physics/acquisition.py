@@ -1,0 +1,233 @@
+"""FP acquisition geometry: grids, illumination windows and the pupil.
+
+Conventions follow ``shared/docs/fp-conventions.md`` (the conventions of PtyLab's FPM mode):
+
+- frames are ``M x M`` pixels of ``dx_lr = camera_pixel / magnification`` at the sample;
+- the object is ``N x N`` with ``N = upsample * M`` and ``dx_hr = dx_lr / upsample``;
+- the object spectrum is ``S = fftshift(fft2(o))`` with step ``dk = 1 / (M * dx_lr)`` and DC
+  at index ``N // 2``;
+- frame ``j`` sees the ``M x M`` window of ``S`` centred at
+  ``(N//2 + round(s_y / (wavelength * dk)), N//2 + round(s_x / (wavelength * dk)))``;
+- the coherent transfer function is ``1`` for ``|f| <= NA / wavelength``, centred on pixel
+  ``M // 2`` of the window, times an optional complex aberration and a defocus phase
+  ``exp(i 2 pi dz sqrt(1 / wavelength^2 - |f|^2))``.
+
+Pairs of coordinates are always ordered ``(y, x)`` = (rows, columns), as PtyLab's ``encoder``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class AcquisitionError(ValueError):
+    """Raised when an acquisition is non-physical or inconsistent."""
+
+
+@dataclass(frozen=True)
+class Acquisition:
+    """Optics and illumination of one FP acquisition.
+
+    Give either ``led_positions`` with ``led_distance``, or ``direction_sines``.
+
+    Parameters
+    ----------
+    wavelength : float
+        Illumination wavelength in metres.
+    na : float
+        Objective numerical aperture, ``0 < na < 1``.
+    magnification : float
+        Objective magnification.
+    camera_pixel : float
+        Camera pixel size in metres (object-plane pixel is ``camera_pixel / magnification``).
+    frame_size : int
+        ``M``: frames are ``M x M`` pixels.
+    upsample : int
+        ``N = upsample * M``: the object grid is ``N x N``.
+    led_positions : (L, 2) float64, optional
+        LED positions ``(y, x)`` in metres relative to the point under the sample centre.
+    led_distance : float, optional
+        LED-to-sample distance ``z`` in metres (needed with ``led_positions``).
+    direction_sines : (L, 2) float64, optional
+        Illumination direction sines ``(s_y, s_x)`` per frame; overrides the LED geometry
+        (use it when a slide refracts the rays).
+    pupil : (M, M) complex128, optional
+        Complex aberration multiplied onto the circular pupil (fftshifted window layout, DC at
+        ``M // 2``).
+    defocus : float
+        Defocus ``dz`` in metres (0: in focus).
+    """
+
+    wavelength: float
+    na: float
+    magnification: float
+    camera_pixel: float
+    frame_size: int
+    upsample: int = 2
+    led_positions: np.ndarray | None = field(default=None, repr=False)
+    led_distance: float | None = None
+    direction_sines: np.ndarray | None = field(default=None, repr=False)
+    pupil: np.ndarray | None = field(default=None, repr=False)
+    defocus: float = 0.0
+
+    def __post_init__(self):
+        def positive(name):
+            value = getattr(self, name)
+            if not np.isfinite(value) or value <= 0:
+                raise AcquisitionError(f"{name} must be a positive number, got {value!r}")
+
+        for name in ("wavelength", "magnification", "camera_pixel"):
+            positive(name)
+        if not (np.isfinite(self.na) and 0 < self.na < 1):
+            raise AcquisitionError(f"na must lie in (0, 1), got {self.na!r}")
+        if int(self.frame_size) != self.frame_size or self.frame_size < 2:
+            raise AcquisitionError(f"frame_size must be an integer >= 2, got {self.frame_size!r}")
+        if int(self.upsample) != self.upsample or self.upsample < 1:
+            raise AcquisitionError(f"upsample must be an integer >= 1, got {self.upsample!r}")
+        if not np.isfinite(self.defocus):
+            raise AcquisitionError(f"defocus must be finite, got {self.defocus!r}")
+        sines = self._resolve_sines()
+        object.__setattr__(self, "direction_sines", sines)
+        if self.pupil is not None:
+            pupil = np.asarray(self.pupil, dtype=np.complex128)
+            if pupil.shape != (self.frame_size, self.frame_size):
+                raise AcquisitionError(
+                    f"pupil must have shape ({self.frame_size}, {self.frame_size}), got {pupil.shape}"
+                )
+            object.__setattr__(self, "pupil", pupil)
+        self._check_windows_fit()
+
+    def _resolve_sines(self) -> np.ndarray:
+        if self.direction_sines is not None:
+            sines = np.asarray(self.direction_sines, dtype=np.float64)
+            if sines.ndim != 2 or sines.shape[1] != 2 or len(sines) == 0:
+                raise AcquisitionError(f"direction_sines must have shape (L, 2), got {sines.shape}")
+            if not np.all(np.isfinite(sines)) or np.any(np.hypot(sines[:, 0], sines[:, 1]) >= 1):
+                raise AcquisitionError("direction_sines must be finite with s_y^2 + s_x^2 < 1")
+            return sines
+        if self.led_positions is None or self.led_distance is None:
+            raise AcquisitionError("give either direction_sines, or led_positions and led_distance")
+        positions = np.asarray(self.led_positions, dtype=np.float64)
+        if positions.ndim != 2 or positions.shape[1] != 2 or len(positions) == 0:
+            raise AcquisitionError(f"led_positions must have shape (L, 2), got {positions.shape}")
+        if not np.all(np.isfinite(positions)):
+            raise AcquisitionError("led_positions must be finite")
+        if not (np.isfinite(self.led_distance) and self.led_distance > 0):
+            raise AcquisitionError(f"led_distance must be positive, got {self.led_distance!r}")
+        return direction_sines_from_leds(positions, self.led_distance)
+
+    def _check_windows_fit(self):
+        M, N = self.frame_size, self.grid_size
+        top_left = self.window_centers - M // 2
+        if np.any(top_left < 0) or np.any(top_left + M > N):
+            worst = float(np.abs(self.window_centers - N // 2).max())
+            raise AcquisitionError(
+                f"illumination windows leave the {N}x{N} object spectrum (largest shift "
+                f"{worst:.0f} px, half-size {N // 2} px): increase upsample"
+            )
+
+    # ---- derived grids -------------------------------------------------------------------
+    @property
+    def n_frames(self) -> int:
+        """``L``, the number of frames."""
+        return len(self.direction_sines)
+
+    @property
+    def grid_size(self) -> int:
+        """``N = upsample * M``."""
+        return int(self.upsample * self.frame_size)
+
+    @property
+    def pixel_size_lr(self) -> float:
+        """Low-resolution pixel size at the sample, metres."""
+        return self.camera_pixel / self.magnification
+
+    @property
+    def pixel_size_hr(self) -> float:
+        """High-resolution object pixel size, metres."""
+        return self.pixel_size_lr / self.upsample
+
+    @property
+    def frequency_step(self) -> float:
+        """``dk = 1 / (M * dx_lr)`` in cycles per metre."""
+        return 1.0 / (self.frame_size * self.pixel_size_lr)
+
+    @property
+    def window_shifts(self) -> np.ndarray:
+        """(L, 2) int64: window-centre offsets ``(row, col)`` from the spectrum centre, pixels."""
+        shifts = self.direction_sines / (self.wavelength * self.frequency_step)
+        return np.round(shifts).astype(np.int64)
+
+    @property
+    def window_centers(self) -> np.ndarray:
+        """(L, 2) int64: window centres ``(row, col)`` in the ``N x N`` spectrum."""
+        return self.grid_size // 2 + self.window_shifts
+
+    @property
+    def bright_field(self) -> np.ndarray:
+        """(L,) bool: frames whose illumination NA is below the objective NA."""
+        return np.hypot(self.direction_sines[:, 0], self.direction_sines[:, 1]) < self.na
+
+    def pupil_function(self) -> np.ndarray:
+        """The coherent transfer function on the window grid.
+
+        Returns
+        -------
+        (M, M) complex128
+            Circular pupil of radius ``NA / wavelength`` centred on pixel ``M // 2``, times the
+            aberration and the defocus phase.
+        """
+        M = self.frame_size
+        f = (np.arange(M) - M // 2) * self.frequency_step
+        fy, fx = np.meshgrid(f, f, indexing="ij")
+        f2 = fy**2 + fx**2
+        inside = f2 <= (self.na / self.wavelength) ** 2
+        pupil = inside.astype(np.complex128)
+        if self.defocus != 0.0:
+            kz = np.sqrt(np.maximum(1.0 / self.wavelength**2 - f2, 0.0))
+            pupil = pupil * np.exp(2j * np.pi * self.defocus * kz)
+        if self.pupil is not None:
+            pupil = pupil * self.pupil
+        return pupil
+
+
+def direction_sines_from_leds(positions: np.ndarray, distance: float) -> np.ndarray:
+    """Direction sines of LEDs at ``positions`` (y, x) a ``distance`` below the sample.
+
+    Parameters
+    ----------
+    positions : (L, 2) float64
+        LED positions ``(y, x)`` in metres.
+    distance : float
+        LED-to-sample distance in metres.
+
+    Returns
+    -------
+    (L, 2) float64
+        ``(s_y, s_x) = (y, x) / sqrt(x^2 + y^2 + z^2)``.
+    """
+    positions = np.asarray(positions, dtype=np.float64)
+    radius = np.sqrt((positions**2).sum(axis=1, keepdims=True) + distance**2)
+    return positions / radius
+
+
+def led_grid(size: int, pitch: float) -> np.ndarray:
+    """Positions of a square ``size x size`` LED grid centred on the optical axis.
+
+    Parameters
+    ----------
+    size : int
+        LEDs per side.
+    pitch : float
+        LED spacing in metres.
+
+    Returns
+    -------
+    (size * size, 2) float64
+        Positions ``(y, x)`` in metres, raster order (row by row).
+    """
+    offsets = (np.arange(size) - (size - 1) / 2) * pitch
+    y, x = np.meshgrid(offsets, offsets, indexing="ij")
+    return np.stack([y.ravel(), x.ravel()], axis=1)

@@ -1,0 +1,108 @@
+"""Solver options as a small dataclass that round-trips through a plain dict."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+METHODS = ("bm", "udu")
+
+#: Default normalized steps. BM is stable up to about 0.5 / (tr X / tau) (0.25 to 0.5 on the
+#: problems tried); UDU's ``U`` curvature grows like ``d`` (about ``1 / radius^2`` at the
+#: solution), so its ``U`` step is smaller, and its ``D`` step larger, which speeds up the fit
+#: without losing the exact low rank (see docs/solvers.md for the sweep behind these numbers).
+DEFAULT_STEP = {"bm": 0.25, "udu": 0.05}
+DEFAULT_STEP_D = 0.3
+
+
+@dataclass
+class SolverOptions:
+    """Options of the factorized solvers.
+
+    Step, ``xi`` and ``radius`` are *normalized*: the solver divides the data by a trace estimate
+    ``tau`` (so the normalized ``X`` has trace about 1) and the step by the curvature estimate
+    ``lambda_max(A^*(b / tau))``.  The same defaults therefore work for simulated and real data,
+    whatever the photon count or grid size (see :mod:`ptycho_app.solvers.normalization`).
+
+    Attributes
+    ----------
+    method : {"bm", "udu"}
+        ``bm``: X = U U^* (Burer-Monteiro gradient descent); ``udu``: X = U D U^* with
+        ``||U||_F <= radius`` and ``D >= 0`` (projected gradient descent).
+    rank : int
+        ``r``, number of factor columns.
+    step : float or None
+        Normalized step for ``U``: the actual step is ``step / lambda_max(A^*(b / tau))``.
+        ``None``: 0.25 for BM, 0.05 for UDU.
+    step_d : float or None
+        Normalized step for ``D`` (UDU only). ``None``: 0.3. Set it equal to ``step`` for the
+        authors' single shared step (slower to fit, same exact low rank).
+    xi : float
+        Norm of the initial ``U`` (in units of ``sqrt(tau)``): ``U0 = xi * randn / ||randn||_F``.
+        Small values give the implicit low-rank bias.
+    radius : float
+        UDU's bound on ``||U||_F`` in units of ``sqrt(tau)`` (the normalized ``X`` has trace
+        about 1). Smaller radii strengthen the low-rank bias (the ``D`` entries grow to about
+        ``1 / radius^2``) but need a smaller ``step``; 0.5 gives exact low rank on FP and
+        matrix completion; at 2 or more ``U`` never reaches the ball and UDU behaves like BM.
+    max_iters : int
+        Iteration limit.
+    rel_tol : float
+        Stop when the relative change of the loss over one iteration falls below this
+        (checked every ``yield_every`` iterations); 0 disables it.
+    yield_every : int
+        The generator yields the state every this many iterations (and at the end).
+    seed : int or sequence of int
+        Random start: problem ``k`` of a batch uses ``seed + k`` (int) or ``seed[k]``.
+    """
+
+    method: str = "udu"
+    rank: int = 4
+    step: float | None = None
+    step_d: float | None = None
+    xi: float = 1e-3
+    radius: float = 0.5
+    max_iters: int = 500
+    rel_tol: float = 0.0
+    yield_every: int = 10
+    seed: int | tuple = 0
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.step is None:
+            self.step = DEFAULT_STEP[self.method]
+        if self.step_d is None and self.method == "udu":
+            self.step_d = DEFAULT_STEP_D
+        checks = {
+            "rank": self.rank >= 1 and int(self.rank) == self.rank,
+            "step": self.step > 0,
+            "xi": self.xi > 0,
+            "radius": self.radius > 0,
+            "max_iters": self.max_iters >= 0 and int(self.max_iters) == self.max_iters,
+            "rel_tol": self.rel_tol >= 0,
+            "yield_every": self.yield_every >= 1 and int(self.yield_every) == self.yield_every,
+        }
+        if self.step_d is not None:
+            checks["step_d"] = self.step_d > 0
+        if isinstance(self.seed, list):
+            self.seed = tuple(self.seed)
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            name = bad[0]
+            raise ValueError(f"invalid solver option {name}={getattr(self, name)!r}")
+
+    def to_dict(self) -> dict:
+        """Plain dict (for HDF5 attributes, CLI configs, GUI forms)."""
+        values = asdict(self)
+        if isinstance(values["seed"], (list, tuple)):
+            values["seed"] = list(values["seed"])
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "SolverOptions":
+        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown solver options: {sorted(unknown)}")
+        return cls(**values)

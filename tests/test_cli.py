@@ -1,0 +1,44 @@
+"""The demo command, run in-process as a user would."""
+
+import json
+
+import numpy as np
+import pytest
+
+from ptycho_app.cli import get_parser, main
+
+
+def test_demo_writes_figure_and_metrics(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--iters", "300", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "relative_error" in printed and "UDU" in printed
+    png = (out / "comparison.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+    metrics = json.loads((out / "metrics.json").read_text())
+    for label in ("BM", "UDU"):
+        assert metrics[label]["iterations"] == 300
+        assert 0 < metrics[label]["relative_error"] < 1
+        values = np.array(metrics[label]["eigenvalues"])
+        assert np.all(np.diff(values) <= 0)
+    assert not list(out.glob("*.part"))
+
+
+@pytest.mark.parametrize("argv", [["demo", "--iters", "0"], ["demo", "--device", "tpu"],
+                                  ["demo", "--rank", "-2"]])
+def test_bad_options_exit_2_with_one_line(argv, capsys, tmp_path):
+    assert main(argv + ["--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("ptycho-app demo: error:")
+
+
+def test_unknown_option_exits_2(capsys):
+    with pytest.raises(SystemExit) as caught:
+        main(["demo", "--solver", "xyz"])
+    assert caught.value.code == 2
+    assert "unrecognized arguments" in capsys.readouterr().err
+
+
+def test_parser_documents_groups():
+    help_text = get_parser()._subparsers._group_actions[0].choices["demo"].format_help()
+    assert "--precision" in help_text and "hardware" in help_text

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ptycho_app.analysis import factor_eigh, numerical_rank, object_from_factors, relative_error
-from ptycho_app.lifting import LiftedFP, MatrixCompletion
+from ptycho_app.lifting import GaussianSensing, LiftedFP, MatrixCompletion
 from ptycho_app.physics import band_limit, fp_intensities
 from ptycho_app.solvers import SolverOptions, solve
 
@@ -86,3 +86,25 @@ def test_fp_bm_keeps_a_tail(fp_results):
     values, error = fp_results["bm"]
     assert values[1] / values[0] > 1e-6
     assert error < 5e-2
+
+
+@pytest.mark.parametrize("is_complex,udu_tail", [(False, 1e-12), (True, 1e-6)])
+def test_gaussian_sensing_udu_exact_bm_approximate(is_complex, udu_tail):
+    """Symmetric Gaussian sensing, n = 20, rank 2 (eigenvalues 1, 2), m = 200, U0 full rank."""
+    n, m = 20, 200
+    operator = GaussianSensing.random(n, m, is_complex=is_complex, seed=3)
+    dtype = operator.dtype
+    basis, _ = torch.linalg.qr(torch.randn(n, 2, dtype=dtype, generator=torch.Generator().manual_seed(4)))
+    truth = basis @ torch.diag(torch.tensor([1.0, 2.0], dtype=dtype)) @ basis.conj().T
+    b = operator.apply_dense(truth[None])
+    tails = {}
+    for method in ("udu", "bm"):
+        state = solve(operator, b, SolverOptions(method=method, rank=n, max_iters=3000, yield_every=1000))
+        weights = state.physical_weights()
+        X = (state.U[0] * weights[0].to(dtype)) @ state.U[0].conj().T
+        assert float(torch.linalg.norm(X - truth) / torch.linalg.norm(truth)) < 2e-3
+        values = factor_eigh(state.U, weights)[0][0].numpy()
+        np.testing.assert_allclose(values[:2], [2.0, 1.0], rtol=2e-3)
+        tails[method] = values[2] / values[0]
+    assert tails["udu"] < udu_tail
+    assert tails["bm"] > 1e-5

@@ -131,3 +131,31 @@ def test_options_round_trip_through_dict():
     assert SolverOptions.from_dict(options.to_dict()) == options
     with pytest.raises(ValueError, match="unknown"):
         SolverOptions.from_dict({"rnk": 3})
+
+
+def test_device_and_precision_selection():
+    from ptycho_app.device import resolve_device, resolve_dtype
+
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    assert resolve_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device"):
+            resolve_device("cuda")
+    with pytest.raises(ValueError, match="auto, cpu or cuda"):
+        resolve_device("tpu")
+    assert resolve_dtype("single") == torch.complex64
+    assert resolve_dtype("double") == torch.complex128
+    assert resolve_dtype("double", is_complex=False) == torch.float64
+
+
+@pytest.mark.parametrize("precision", ["single", "double"])
+def test_precision_is_preserved_through_the_solve(small_acquisition, small_object, precision):
+    from ptycho_app.device import resolve_dtype
+
+    dtype = resolve_dtype(precision)
+    operator = LiftedFP(small_acquisition, dtype=dtype)
+    b = torch.as_tensor(fp_intensities(small_object, small_acquisition))[None]
+    state = solve(operator, b, SolverOptions(rank=2, max_iters=20, yield_every=10))
+    assert state.U.dtype == dtype
+    assert state.d.dtype == dtype.to_real() and state.losses.dtype == dtype.to_real()

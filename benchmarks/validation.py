@@ -14,8 +14,9 @@ import numpy as np
 import torch
 
 from ptycho_app.analysis import factor_eigh, numerical_rank, object_from_factors, relative_error
-from ptycho_app.lifting import LiftedFP, MatrixCompletion
+from ptycho_app.lifting import LiftedFP
 from ptycho_app.physics import band_limit, fp_intensities
+from ptycho_app.problems import completion_problem
 from ptycho_app.simulation import default_acquisition, reference_object
 from ptycho_app.solvers import SolverOptions, solve
 
@@ -24,11 +25,7 @@ RESULTS = Path(__file__).parent / "results"
 
 def completion():
     n = 100
-    rng = np.random.default_rng(0)
-    basis, _ = np.linalg.qr(rng.standard_normal((n, 3)))
-    truth = basis @ np.diag([1.0, 2.0, 3.0]) @ basis.T
-    operator = MatrixCompletion.random(n, 900, rng=1, dtype=torch.float64)
-    b = torch.as_tensor(truth[operator.rows.numpy(), operator.cols.numpy()])[None]
+    operator, b, truth = completion_problem(n=n, eigenvalues=(1.0, 2.0, 3.0), m=900, seed=0)
     rows = []
     for method in ("udu", "bm"):
         options = SolverOptions(method=method, rank=n, xi=1e-3, max_iters=6000, yield_every=1000)

@@ -18,6 +18,13 @@ if ! "$PY" -c "import torch" >/dev/null 2>&1; then
 else
     echo "[setup] keeping torch $("$PY" -c 'import torch; print(torch.__version__)')"
 fi
-echo "[setup] installing ptycho-app"
-"$PY" -m pip install --quiet --disable-pip-version-check -e ".[test]"
+STAMP="$VENV/.ptycho-app-installed"
+WANT="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && "$PY" -c "import ptycho_app" >/dev/null 2>&1; then
+    echo "[setup] ptycho-app already installed (pyproject.toml unchanged)"
+else
+    echo "[setup] installing ptycho-app"
+    "$PY" -m pip install --quiet --disable-pip-version-check -e ".[test]"
+    echo "$WANT" > "$STAMP"
+fi
 "$PY" -c "import ptycho_app, torch; print('[setup] ptycho-app', ptycho_app.__version__, 'with torch', torch.__version__)"

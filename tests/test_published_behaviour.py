@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from ptycho_app.analysis import factor_eigh, numerical_rank, object_from_factors, relative_error
-from ptycho_app.lifting import GaussianSensing, LiftedFP, MatrixCompletion
+from ptycho_app import problems
+from ptycho_app.lifting import LiftedFP
 from ptycho_app.physics import band_limit, fp_intensities
 from ptycho_app.solvers import SolverOptions, solve
 
@@ -18,13 +19,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def completion_problem():
     """Hou-Sra-Yurtsever's completion problem: n = 100, rank 3, eigenvalues 1, 2, 3, 900 entries."""
-    n = 100
-    rng = np.random.default_rng(0)
-    basis, _ = np.linalg.qr(rng.standard_normal((n, 3)))
-    truth = basis @ np.diag([1.0, 2.0, 3.0]) @ basis.T
-    operator = MatrixCompletion.random(n, 900, rng=1, dtype=torch.float64)
-    b = torch.as_tensor(truth[operator.rows.numpy(), operator.cols.numpy()])[None]
-    return operator, b, truth
+    return problems.completion_problem(n=100, eigenvalues=(1.0, 2.0, 3.0), m=900, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -91,17 +86,15 @@ def test_fp_bm_keeps_a_tail(fp_results):
 @pytest.mark.parametrize("is_complex,udu_tail", [(False, 1e-12), (True, 1e-6)])
 def test_gaussian_sensing_udu_exact_bm_approximate(is_complex, udu_tail):
     """Symmetric Gaussian sensing, n = 20, rank 2 (eigenvalues 1, 2), m = 200, U0 full rank."""
-    n, m = 20, 200
-    operator = GaussianSensing.random(n, m, is_complex=is_complex, seed=3)
-    dtype = operator.dtype
-    basis, _ = torch.linalg.qr(torch.randn(n, 2, dtype=dtype, generator=torch.Generator().manual_seed(4)))
-    truth = basis @ torch.diag(torch.tensor([1.0, 2.0], dtype=dtype)) @ basis.conj().T
-    b = operator.apply_dense(truth[None])
+    n = 20
+    operator, b, truth = problems.sensing_problem(n=n, eigenvalues=(1.0, 2.0), m=200, seed=3,
+                                                  is_complex=is_complex)
+    truth = torch.as_tensor(truth)
     tails = {}
     for method in ("udu", "bm"):
         state = solve(operator, b, SolverOptions(method=method, rank=n, max_iters=3000, yield_every=1000))
         weights = state.physical_weights()
-        X = (state.U[0] * weights[0].to(dtype)) @ state.U[0].conj().T
+        X = (state.U[0] * weights[0].to(operator.dtype)) @ state.U[0].conj().T
         assert float(torch.linalg.norm(X - truth) / torch.linalg.norm(truth)) < 2e-3
         values = factor_eigh(state.U, weights)[0][0].numpy()
         np.testing.assert_allclose(values[:2], [2.0, 1.0], rtol=2e-3)

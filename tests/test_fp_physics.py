@@ -168,3 +168,20 @@ def test_simulator_matches_stored_reference_frames():
     np.testing.assert_allclose(acq.direction_sines, ref["direction_sines"], rtol=1e-14)
     frames = fp_intensities(ref["object"], acq)
     np.testing.assert_allclose(frames, ref["frames"], rtol=1e-10, atol=1e-14)
+
+
+def test_synthetic_aperture_is_the_union_of_pupil_discs():
+    """One on-axis LED: the aperture is the pupil disc (|f| <= NA / lambda) around the centre;
+    two LEDs: the union of two discs, counted pixel by pixel in closed form."""
+    kwargs = dict(wavelength=532e-9, na=0.08, magnification=4, camera_pixel=6.5e-6, frame_size=16,
+                  upsample=4)
+    one = Acquisition(direction_sines=np.array([[0.0, 0.0]]), **kwargs)
+    N, dk = one.grid_size, one.frequency_step
+    k = (np.arange(N) - N // 2) * dk
+    radius2 = (one.na / one.wavelength) ** 2
+    disc = k[:, None] ** 2 + k[None, :] ** 2 <= radius2
+    np.testing.assert_array_equal(synthetic_aperture(one), disc)
+    two = Acquisition(direction_sines=np.array([[0.0, 0.0], [0.0, 0.1]]), **kwargs)
+    shift = two.window_shifts[1, 1] * dk
+    second = k[:, None] ** 2 + (k[None, :] - shift) ** 2 <= radius2
+    np.testing.assert_array_equal(synthetic_aperture(two), disc | second)

@@ -89,13 +89,19 @@ def test_relative_tolerance_stops_early(fp_problem):
 
 
 def test_non_finite_loss_raises_and_keeps_last_finite_state(fp_problem):
+    """A step far past the stability limit diverges; the error carries the last state yielded
+    before the loss became non-finite, and that state is finite."""
     operator, b = fp_problem
-    options = SolverOptions(method="bm", rank=2, step=50.0, max_iters=200, yield_every=5)
+    options = SolverOptions(method="bm", rank=2, step=3.0, max_iters=400, yield_every=2)
+    yielded = []
     with pytest.raises(SolverDivergedError, match="lower the step") as caught:
-        solve(operator, b, options)
+        for state in iterate(operator, b, options):
+            yielded.append(state)
+    assert len(yielded) >= 1, "diverged before the first yield: the test needs a gentler step"
     last = caught.value.state
+    assert last.iteration == yielded[-1].iteration > 0
+    torch.testing.assert_close(last.U, yielded[-1].U)
     assert torch.isfinite(last.U).all() and torch.isfinite(last.losses).all()
-    assert last.iteration % 5 == 0
 
 
 def test_udu_respects_its_constraints(fp_problem):
@@ -159,3 +165,53 @@ def test_precision_is_preserved_through_the_solve(small_acquisition, small_objec
     state = solve(operator, b, SolverOptions(rank=2, max_iters=20, yield_every=10))
     assert state.U.dtype == dtype
     assert state.d.dtype == dtype.to_real() and state.losses.dtype == dtype.to_real()
+
+
+def _tiny_fp_problem():
+    from ptycho_app.physics import Acquisition, led_grid
+
+    acq = Acquisition(wavelength=532e-9, na=0.08, magnification=4.0, camera_pixel=6.5e-6,
+                      frame_size=8, upsample=2, led_positions=led_grid(3, 4e-3), led_distance=80e-3)
+    operator = LiftedFP(acq, dtype=torch.complex128)
+    b = torch.as_tensor(fp_intensities(reference_object(16), acq))[None]
+    return operator, b
+
+
+@pytest.mark.parametrize("method", ["bm", "udu"])
+def test_one_iteration_is_the_documented_gradient_step(method):
+    """One solver iteration equals a step computed independently: normalization from a dense
+    eigendecomposition of A^*(b), gradients from torch.autograd, then the ball projection and the
+    clip at 0 (UDU), from an overfitting start so that both are active."""
+    operator, b = _tiny_fp_problem()
+    options = SolverOptions(method=method, rank=4, max_iters=1, yield_every=1, radius=0.5,
+                            step=0.05 if method == "udu" else 0.25, step_d=0.3)
+    generator = torch.Generator().manual_seed(0)
+    U0 = torch.randn(1, operator.n, 4, dtype=torch.complex128, generator=generator)
+    # columns 1 and 3 repeat the heavy, overshooting columns 0 and 2 with tiny weights, so their
+    # D gradient is positive and the clip at 0 is exercised
+    U0[..., 1], U0[..., 3] = U0[..., 0], U0[..., 2]
+    U0 = 0.5 * U0 / U0.norm()
+    d0 = torch.tensor([[4000.0, 1e-20, 2500.0, 1e-20]], dtype=torch.float64) if method == "udu" \
+        else torch.ones(1, 4, dtype=torch.float64)
+    state = solve(operator, b, options, init=(U0, d0))
+
+    lam = torch.linalg.eigvalsh(operator.adjoint_dense(b))[0, -1]
+    tau = b.pow(2).sum() / lam
+    curvature = lam / tau
+    b_normalized = b / tau
+    U = U0.clone().requires_grad_(True)
+    d = d0.clone().requires_grad_(True)
+    loss = 0.5 * (operator.measure(U, d) - b_normalized).pow(2).sum()
+    loss.backward()
+    torch.testing.assert_close(state.losses[0, 0], loss.detach() * tau**2, rtol=1e-10, atol=0)
+    torch.testing.assert_close(state.scale[0], tau, rtol=1e-8, atol=0)
+    U1 = U0 - options.step / curvature * U.grad
+    if method == "bm":
+        expected_U, expected_d = U1, d0
+    else:
+        assert U1.norm() > options.radius  # the projection is active
+        expected_U = U1 * options.radius / U1.norm()
+        expected_d = (d0 - options.step_d / curvature * d.grad).clamp(min=0)
+        assert (expected_d == 0).sum() == 2 and (expected_d > 0).sum() == 2  # the clip is active
+    torch.testing.assert_close(state.U, expected_U, rtol=1e-7, atol=1e-12)
+    torch.testing.assert_close(state.d, expected_d, rtol=1e-7, atol=0)

@@ -76,7 +76,8 @@ def main():
                    device="cpu", seconds=time.time() - started)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "validation.json").write_text(json.dumps(dict(machine=machine, rows=rows), indent=2))
-    header = "| problem | method | iterations | rel. residual | rel. error | lambda_(k+1)/lambda_1 | rank (1e-12) | ms/iteration |"
+    header = ("| problem | method | iterations | rel. residual | rel. error | lambda_(k+1)/lambda_1 "
+              "| rank (1e-12) | ms/iteration |")
     lines = [f"Machine: {machine}", "", header, "|" + "---|" * 8]
     for r in rows:
         lines.append(f"| {r['problem']} | {r['method']} | {r['iterations']} | {r['relative_residual']:.2e} | "

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 from . import __version__
 
@@ -30,6 +32,20 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def prepare_output_folder(path) -> Path:
+    """Create the output folder (before any long work) or explain why it cannot be used."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"--out {folder}: exists and is not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"--out {folder}: cannot create the folder ({error.strerror})") from None
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"--out {folder}: folder is not writable")
+    return folder
+
+
 def main(argv=None) -> int:
     """Entry point; returns the exit code (2 for a user's mistake, with a one-line message)."""
     parser = get_parser()
@@ -40,9 +56,11 @@ def main(argv=None) -> int:
                 raise ValueError("--iters and --rank must be positive")
             from .demo import run_demo
 
+            prepare_output_folder(args.out)
+
             run_demo(out_dir=args.out, iterations=args.iters, rank=args.rank, device=args.device,
                      precision=args.precision, seed=args.seed, progress=not args.no_progress)
-    except ValueError as error:
+    except (ValueError, OSError) as error:
         print(f"ptycho-app {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -32,6 +32,15 @@ def test_bad_options_exit_2_with_one_line(argv, capsys, tmp_path):
     assert len(err) == 1 and err[0].startswith("ptycho-app demo: error:")
 
 
+def test_output_path_that_is_a_file_is_refused_before_solving(tmp_path, capsys):
+    not_a_folder = tmp_path / "taken"
+    not_a_folder.write_text("keep me")
+    assert main(["demo", "--out", str(not_a_folder), "--iters", "5000", "--no-progress"]) == 2
+    err = capsys.readouterr()
+    assert "exists and is not a folder" in err.err and "relative_error" not in err.out
+    assert not_a_folder.read_text() == "keep me"
+
+
 def test_unknown_option_exits_2(capsys):
     with pytest.raises(SystemExit) as caught:
         main(["demo", "--solver", "xyz"])

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from ptycho_app.analysis import factor_eigh, numerical_rank, object_from_factors, relative_error
 from ptycho_app import problems
+from ptycho_app.analysis import factor_eigh, numerical_rank, object_from_factors, relative_error
 from ptycho_app.lifting import LiftedFP
 from ptycho_app.physics import band_limit, fp_intensities
 from ptycho_app.solvers import SolverOptions, solve

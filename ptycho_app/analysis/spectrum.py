@@ -21,10 +21,10 @@ def factor_eigh(U: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.T
 
     Returns
     -------
-    eigenvalues : (B, r) real
+    eigenvalues : (B, k) real, k = min(n, r)
         Decreasing. ``rank(X) <= #{d > 0}`` holds exactly, so eigenvalues past that count are
         set to exactly 0 (UDU's clipped ``d`` entries give exact zeros, not round-off).
-    eigenvectors : (B, n, r)
+    eigenvectors : (B, n, k)
         Orthonormal columns, matching ``eigenvalues``.
     """
     Q, R = torch.linalg.qr(U)

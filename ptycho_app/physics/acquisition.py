@@ -17,6 +17,7 @@ Pairs of coordinates are always ordered ``(y, x)`` = (rows, columns), as PtyLab'
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,6 +25,14 @@ import numpy as np
 
 class AcquisitionError(ValueError):
     """Raised when an acquisition is non-physical or inconsistent."""
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _is_whole(value) -> bool:
+    return _is_number(value) and float(value).is_integer()
 
 
 @dataclass(frozen=True)
@@ -75,18 +84,19 @@ class Acquisition:
     def __post_init__(self):
         def positive(name):
             value = getattr(self, name)
-            if not np.isfinite(value) or value <= 0:
+            if not _is_number(value) or not np.isfinite(value) or value <= 0:
                 raise AcquisitionError(f"{name} must be a positive number, got {value!r}")
 
         for name in ("wavelength", "magnification", "camera_pixel"):
             positive(name)
-        if not (np.isfinite(self.na) and 0 < self.na < 1):
+        if not (_is_number(self.na) and np.isfinite(self.na) and 0 < self.na < 1):
             raise AcquisitionError(f"na must lie in (0, 1), got {self.na!r}")
-        if int(self.frame_size) != self.frame_size or self.frame_size < 2:
-            raise AcquisitionError(f"frame_size must be an integer >= 2, got {self.frame_size!r}")
-        if int(self.upsample) != self.upsample or self.upsample < 1:
-            raise AcquisitionError(f"upsample must be an integer >= 1, got {self.upsample!r}")
-        if not np.isfinite(self.defocus):
+        for name, low in (("frame_size", 2), ("upsample", 1)):
+            value = getattr(self, name)
+            if not _is_whole(value) or value < low:
+                raise AcquisitionError(f"{name} must be an integer >= {low}, got {value!r}")
+            object.__setattr__(self, name, int(value))
+        if not _is_number(self.defocus) or not np.isfinite(self.defocus):
             raise AcquisitionError(f"defocus must be finite, got {self.defocus!r}")
         sines = self._resolve_sines()
         object.__setattr__(self, "direction_sines", sines)
@@ -114,7 +124,7 @@ class Acquisition:
             raise AcquisitionError(f"led_positions must have shape (L, 2), got {positions.shape}")
         if not np.all(np.isfinite(positions)):
             raise AcquisitionError("led_positions must be finite")
-        if not (np.isfinite(self.led_distance) and self.led_distance > 0):
+        if not (_is_number(self.led_distance) and np.isfinite(self.led_distance) and self.led_distance > 0):
             raise AcquisitionError(f"led_distance must be positive, got {self.led_distance!r}")
         return direction_sines_from_leds(positions, self.led_distance)
 

@@ -168,7 +168,8 @@ def band_limit(obj: np.ndarray, acquisition: Acquisition) -> np.ndarray:
 
     Returns
     -------
-    (..., N, N) complex128
+    (..., N, N) complex
+        complex128 for real or complex128 input, complex64 for complex64 input.
     """
     spectrum = np.fft.fftshift(np.fft.fft2(obj), axes=(-2, -1))
     spectrum = spectrum * synthetic_aperture(acquisition)

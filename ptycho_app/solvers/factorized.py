@@ -13,7 +13,7 @@ batched solve equals the same problems solved one by one.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 
@@ -21,9 +21,14 @@ from ..lifting import LiftedOperator
 from .normalization import problem_scale
 from .options import SolverOptions
 
+#: ``rel_tol`` is only checked once the relative residual is below this: the small random start
+#: sits on a plateau (the saddle at X = 0) where the loss barely moves for a while.
+CONVERGENCE_MIN_PROGRESS = 0.5
+
 
 class SolverDivergedError(RuntimeError):
-    """The loss became non-finite; ``state`` holds the last finite state."""
+    """The loss became non-finite; ``state`` holds the last finite state yielded (None if the
+    loss was non-finite before the first yield)."""
 
     def __init__(self, message, state):
         super().__init__(message)
@@ -40,21 +45,24 @@ class SolverState:
     Attributes
     ----------
     iteration : int
-        Iterations done.
+        Iterations (updates) done; ``U``, ``d`` are the iterate ``X_iteration``.
     U : (B, n, r) complex or real
         Factor (normalized units; UDU keeps ``||U||_F <= radius``).
     d : (B, r) real
         Diagonal (all ones for BM).
     scale : (B,) real
         ``tau``: the trace estimate the data were divided by.
-    losses : (iteration, B) real
-        ``1/2 ||A(X_k) - b||^2`` of every iterate ``X_k``, physical units.
+    losses : (iteration + 1, B) real
+        ``1/2 ||A(X_k) - b||^2`` of the iterates ``X_0 ... X_iteration``, physical units.
     relative_residual : (B,) real
-        ``||A(X) - b|| / ||b||`` of the last iterate measured.
+        ``||A(X) - b|| / ||b||`` of the current iterate.
     elapsed : float
         Seconds spent iterating so far.
     done : bool
         True on the last state the generator yields.
+    iterations : (B,) int64
+        Iterations each problem ran: a problem that met ``rel_tol`` stops there (keeping its
+        state) while the rest of the batch goes on.
     """
 
     iteration: int
@@ -65,10 +73,11 @@ class SolverState:
     relative_residual: torch.Tensor
     elapsed: float
     done: bool = False
+    iterations: torch.Tensor | None = None
 
     @property
     def loss(self) -> torch.Tensor:
-        """(B,) real: loss of the last measured iterate."""
+        """(B,) real: loss of the current iterate."""
         return self.losses[-1]
 
     def physical_weights(self) -> torch.Tensor:
@@ -125,7 +134,11 @@ def iterate(operator: LiftedOperator, b: torch.Tensor, options: SolverOptions, i
     Yields
     ------
     SolverState
-        Every ``yield_every`` iterations and once more, with ``done=True``, at the end.
+        Every ``yield_every`` iterations and once more, with ``done=True``, at the end. With
+        ``rel_tol``, a problem stops (keeps its state) at the first yield where its relative
+        residual is below 0.5 and its loss fell by less than ``rel_tol`` per iteration, on average,
+        since the previous yield; the run ends when all have stopped. Batched and one-by-one solves
+        therefore give the same states.
 
     Raises
     ------
@@ -155,53 +168,64 @@ def iterate(operator: LiftedOperator, b: torch.Tensor, options: SolverOptions, i
             raise ValueError(f"init factors have shapes {tuple(U.shape)}, {tuple(d.shape)}; "
                              f"expected (B={batch}, n={operator.n}, r) and (B, r)")
     udu = options.method == "udu"
-    losses = torch.empty(options.max_iters, batch, dtype=operator.real_dtype, device=device)
-    relative = torch.full((batch,), float("nan"), dtype=operator.real_dtype, device=device)
+    max_iters, every = options.max_iters, options.yield_every
+    losses = torch.empty(max_iters + 1, batch, dtype=operator.real_dtype, device=device)
+    active = torch.ones(batch, dtype=torch.bool, device=device)  # problems still iterating
+    all_active = True
+    stopped_at = torch.full((batch,), max_iters, dtype=torch.int64, device=device)
 
-    def snapshot(k, elapsed, done=False):
-        return SolverState(k, U.clone(), d.clone(), tau, losses[:k].clone() * tau**2,
-                           relative.clone(), elapsed, done)
+    def snapshot(k, relative, elapsed, done):
+        iterations = torch.where(active, torch.full_like(stopped_at, k), stopped_at)
+        return SolverState(k, U.clone(), d.clone(), tau, losses[:k + 1].clone() * tau**2,
+                           relative.clone(), elapsed, done, iterations)
 
-    last_good = snapshot(0, 0.0)
+    last_good = None
     started = time.perf_counter()
-    for k in range(options.max_iters):
+    for k in range(max_iters + 1):
+        # Residual and G U of the current iterate X_k: its loss, then (unless done) the step.
         residual, GU = operator.residual_and_product(U, d, b_normalized)
         residual_norm = residual.flatten(1).norm(dim=1)
         losses[k] = 0.5 * residual_norm**2
-        relative = residual_norm / norm_b
+        final = k == max_iters
+        if (k > 0 and k % every == 0) or final:
+            relative = residual_norm / norm_b
+            bad = ~(torch.isfinite(losses[k]) & torch.isfinite(U).flatten(1).all(dim=1))
+            if bool(bad.any()):
+                since = last_good.iteration if last_good is not None else 0
+                raise SolverDivergedError(
+                    f"loss of problem(s) {torch.nonzero(bad).flatten().tolist()} became non-finite "
+                    f"between iterations {since} and {k}: lower the step (now {options.step})",
+                    last_good)
+            if options.rel_tol > 0 and k > 0:
+                start = max(k - every, 0)
+                mean_change = (losses[start] - losses[k]).abs() / (losses[start].clamp_min(1e-300) * (k - start))
+                newly = active & (relative < CONVERGENCE_MIN_PROGRESS) & (mean_change < options.rel_tol)
+                stopped_at = torch.where(newly, torch.full_like(stopped_at, k), stopped_at)
+                active = active & ~newly
+                all_active = bool(active.all())
+            done = final or not bool(active.any())
+            last_good = snapshot(k, relative, time.perf_counter() - started, done)
+            yield last_good
+            if done:
+                return
         if udu:
             grad_d = (U.conj() * GU).sum(dim=1).real
-            U = U - step_u * 2 * GU * d[:, None, :]
-            norm_u = torch.linalg.vector_norm(U, dim=(1, 2), keepdim=True)
-            U = U * (options.radius / norm_u).clamp(max=1)
-            d = (d - step_d * grad_d).clamp_(min=0)
+            U_next = U - step_u * 2 * GU * d[:, None, :]
+            norm_u = torch.linalg.vector_norm(U_next, dim=(1, 2), keepdim=True)
+            U_next = U_next * (options.radius / norm_u).clamp(max=1)
+            d_next = (d - step_d * grad_d).clamp_(min=0)
         else:
-            U = U - step_u * 2 * GU
-
-        done_iters = k + 1
-        last = done_iters == options.max_iters
-        if done_iters % options.yield_every == 0 or last:
-            elapsed = time.perf_counter() - started
-            if not bool(torch.isfinite(losses[k]).all() and torch.isfinite(U).all()):
-                raise SolverDivergedError(
-                    f"loss became non-finite between iterations {last_good.iteration} and "
-                    f"{done_iters}: lower the step (now {options.step})", last_good)
-            converged = False
-            if options.rel_tol > 0 and k >= 1:
-                change = (losses[k - 1] - losses[k]).abs() / losses[k - 1].clamp_min(1e-300)
-                converged = bool((change < options.rel_tol).all())
-            state = snapshot(done_iters, elapsed, done=last or converged)
-            last_good = state
-            yield state
-            if converged:
-                return
-    if options.max_iters == 0:
-        yield replace(last_good, done=True)
+            U_next, d_next = U - step_u * 2 * GU, d
+        if all_active:
+            U, d = U_next, d_next
+        else:  # converged problems keep their state, as if solved alone
+            U = torch.where(active[:, None, None], U_next, U)
+            d = torch.where(active[:, None], d_next, d)
 
 
 def solve(operator: LiftedOperator, b: torch.Tensor, options: SolverOptions, init=None) -> SolverState:
     """Run :func:`iterate` to the end and return the final state."""
     state = None
-    for state in iterate(operator, b, options, init=init):
+    for state in iterate(operator, b, options, init=init):  # noqa: B007 (the last one is kept)
         pass
     return state

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import asdict, dataclass, fields
 
 METHODS = ("bm", "udu")
@@ -12,6 +14,14 @@ METHODS = ("bm", "udu")
 #: without losing the exact low rank (see docs/solvers.md for the sweep behind these numbers).
 DEFAULT_STEP = {"bm": 0.25, "udu": 0.05}
 DEFAULT_STEP_D = 0.3
+
+
+def _is_integer(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass
@@ -73,23 +83,26 @@ class SolverOptions:
             self.step = DEFAULT_STEP[self.method]
         if self.step_d is None and self.method == "udu":
             self.step_d = DEFAULT_STEP_D
-        checks = {
-            "rank": self.rank >= 1 and int(self.rank) == self.rank,
-            "step": self.step > 0,
-            "xi": self.xi > 0,
-            "radius": self.radius > 0,
-            "max_iters": self.max_iters >= 0 and int(self.max_iters) == self.max_iters,
-            "rel_tol": self.rel_tol >= 0,
-            "yield_every": self.yield_every >= 1 and int(self.yield_every) == self.yield_every,
-        }
-        if self.step_d is not None:
-            checks["step_d"] = self.step_d > 0
-        if isinstance(self.seed, list):
-            self.seed = tuple(self.seed)
-        bad = [name for name, ok in checks.items() if not ok]
-        if bad:
-            name = bad[0]
-            raise ValueError(f"invalid solver option {name}={getattr(self, name)!r}")
+        integers = {"rank": 1, "max_iters": 0, "yield_every": 1}
+        for name, low in integers.items():
+            value = getattr(self, name)
+            if not _is_integer(value) or value < low:
+                raise ValueError(f"solver option {name} must be an integer >= {low}, got {value!r}")
+            setattr(self, name, int(value))
+        positives = ["step", "xi", "radius"] + (["step_d"] if self.step_d is not None else [])
+        for name in positives + ["rel_tol"]:
+            value = getattr(self, name)
+            low_ok = value >= 0 if name == "rel_tol" else value > 0
+            if not _is_real(value) or not low_ok:
+                bound = ">= 0" if name == "rel_tol" else "> 0"
+                raise ValueError(f"solver option {name} must be a finite number {bound}, got {value!r}")
+            setattr(self, name, float(value))
+        if _is_integer(self.seed):
+            self.seed = int(self.seed)
+        elif isinstance(self.seed, (list, tuple)) and all(_is_integer(s) for s in self.seed):
+            self.seed = tuple(int(s) for s in self.seed)
+        else:
+            raise ValueError(f"solver option seed must be an integer or a list of integers, got {self.seed!r}")
 
     def to_dict(self) -> dict:
         """Plain dict (for HDF5 attributes, CLI configs, GUI forms)."""

@@ -251,3 +251,17 @@ def test_one_iteration_is_the_documented_gradient_step(method):
         assert (expected_d == 0).sum() == 2 and (expected_d > 0).sum() == 2  # the clip is active
     torch.testing.assert_close(state.U, expected_U, rtol=1e-7, atol=1e-12)
     torch.testing.assert_close(state.d, expected_d, rtol=1e-7, atol=0)
+
+
+def test_elapsed_counts_solver_time_only(fp_problem, monkeypatch):
+    """A fake clock that only moves while the consumer works: the solver reports none of it."""
+    from ptycho_app.solvers import factorized
+
+    clock = {"now": 0.0}
+    monkeypatch.setattr(factorized.time, "perf_counter", lambda: clock["now"])
+    operator, b = fp_problem
+    states = []
+    for state in iterate(operator, b, SolverOptions(rank=2, max_iters=30, yield_every=10)):
+        states.append(state)
+        clock["now"] += 100.0  # a slow consumer (a GUI redraw, say)
+    assert [s.elapsed for s in states] == [0.0, 0.0, 0.0]

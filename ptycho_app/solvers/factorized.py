@@ -57,7 +57,7 @@ class SolverState:
     relative_residual : (B,) real
         ``||A(X) - b|| / ||b||`` of the current iterate.
     elapsed : float
-        Seconds spent iterating so far.
+        Seconds spent in the solver so far (time the consumer takes between yields excluded).
     done : bool
         True on the last state the generator yields.
     iterations : (B,) int64
@@ -180,7 +180,8 @@ def iterate(operator: LiftedOperator, b: torch.Tensor, options: SolverOptions, i
                            relative.clone(), elapsed, done, iterations)
 
     last_good = None
-    started = time.perf_counter()
+    busy = 0.0  # seconds spent in the solver, not in the consumer between yields
+    resumed = time.perf_counter()
     for k in range(max_iters + 1):
         # Residual and G U of the current iterate X_k: its loss, then (unless done) the step.
         residual, GU = operator.residual_and_product(U, d, b_normalized)
@@ -204,10 +205,12 @@ def iterate(operator: LiftedOperator, b: torch.Tensor, options: SolverOptions, i
                 active = active & ~newly
                 all_active = bool(active.all())
             done = final or not bool(active.any())
-            last_good = snapshot(k, relative, time.perf_counter() - started, done)
+            busy += time.perf_counter() - resumed
+            last_good = snapshot(k, relative, busy, done)
             yield last_good
             if done:
                 return
+            resumed = time.perf_counter()
         if udu:
             grad_d = (U.conj() * GU).sum(dim=1).real
             U_next = U - step_u * 2 * GU * d[:, None, :]

@@ -17,22 +17,15 @@ Pairs of coordinates are always ordered ``(y, x)`` = (rows, columns), as PtyLab'
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..validation import is_finite_real, is_whole
+
 
 class AcquisitionError(ValueError):
     """Raised when an acquisition is non-physical or inconsistent."""
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _is_whole(value) -> bool:
-    return _is_number(value) and float(value).is_integer()
 
 
 @dataclass(frozen=True)
@@ -84,19 +77,19 @@ class Acquisition:
     def __post_init__(self):
         def positive(name):
             value = getattr(self, name)
-            if not _is_number(value) or not np.isfinite(value) or value <= 0:
+            if not is_finite_real(value) or value <= 0:
                 raise AcquisitionError(f"{name} must be a positive number, got {value!r}")
 
         for name in ("wavelength", "magnification", "camera_pixel"):
             positive(name)
-        if not (_is_number(self.na) and np.isfinite(self.na) and 0 < self.na < 1):
+        if not (is_finite_real(self.na) and 0 < self.na < 1):
             raise AcquisitionError(f"na must lie in (0, 1), got {self.na!r}")
         for name, low in (("frame_size", 2), ("upsample", 1)):
             value = getattr(self, name)
-            if not _is_whole(value) or value < low:
+            if not is_whole(value) or value < low:
                 raise AcquisitionError(f"{name} must be an integer >= {low}, got {value!r}")
             object.__setattr__(self, name, int(value))
-        if not _is_number(self.defocus) or not np.isfinite(self.defocus):
+        if not is_finite_real(self.defocus):
             raise AcquisitionError(f"defocus must be finite, got {self.defocus!r}")
         sines = self._resolve_sines()
         object.__setattr__(self, "direction_sines", sines)
@@ -124,7 +117,7 @@ class Acquisition:
             raise AcquisitionError(f"led_positions must have shape (L, 2), got {positions.shape}")
         if not np.all(np.isfinite(positions)):
             raise AcquisitionError("led_positions must be finite")
-        if not (_is_number(self.led_distance) and np.isfinite(self.led_distance) and self.led_distance > 0):
+        if not (is_finite_real(self.led_distance) and self.led_distance > 0):
             raise AcquisitionError(f"led_distance must be positive, got {self.led_distance!r}")
         return direction_sines_from_leds(positions, self.led_distance)
 

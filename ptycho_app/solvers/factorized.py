@@ -176,7 +176,7 @@ def iterate(operator: LiftedOperator, b: torch.Tensor, options: SolverOptions, i
 
     def snapshot(k, relative, elapsed, done):
         iterations = torch.where(active, torch.full_like(stopped_at, k), stopped_at)
-        return SolverState(k, U.clone(), d.clone(), tau, losses[:k + 1].clone() * tau**2,
+        return SolverState(k, U.clone(), d.clone(), tau, losses[:k + 1] * tau**2,
                            relative.clone(), elapsed, done, iterations)
 
     last_good = None

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import asdict, dataclass, fields
+
+from ..validation import is_finite_real, is_integer
 
 METHODS = ("bm", "udu")
 
@@ -14,14 +14,6 @@ METHODS = ("bm", "udu")
 #: without losing the exact low rank (see docs/solvers.md for the sweep behind these numbers).
 DEFAULT_STEP = {"bm": 0.25, "udu": 0.05}
 DEFAULT_STEP_D = 0.3
-
-
-def _is_integer(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_real(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass
@@ -86,20 +78,20 @@ class SolverOptions:
         integers = {"rank": 1, "max_iters": 0, "yield_every": 1}
         for name, low in integers.items():
             value = getattr(self, name)
-            if not _is_integer(value) or value < low:
+            if not is_integer(value) or value < low:
                 raise ValueError(f"solver option {name} must be an integer >= {low}, got {value!r}")
             setattr(self, name, int(value))
         positives = ["step", "xi", "radius"] + (["step_d"] if self.step_d is not None else [])
         for name in positives + ["rel_tol"]:
             value = getattr(self, name)
             low_ok = value >= 0 if name == "rel_tol" else value > 0
-            if not _is_real(value) or not low_ok:
+            if not is_finite_real(value) or not low_ok:
                 bound = ">= 0" if name == "rel_tol" else "> 0"
                 raise ValueError(f"solver option {name} must be a finite number {bound}, got {value!r}")
             setattr(self, name, float(value))
-        if _is_integer(self.seed):
+        if is_integer(self.seed):
             self.seed = int(self.seed)
-        elif isinstance(self.seed, (list, tuple)) and all(_is_integer(s) for s in self.seed):
+        elif isinstance(self.seed, (list, tuple)) and all(is_integer(s) for s in self.seed):
             self.seed = tuple(int(s) for s in self.seed)
         else:
             raise ValueError(f"solver option seed must be an integer or a list of integers, got {self.seed!r}")

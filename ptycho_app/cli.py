@@ -1,33 +1,165 @@
-"""The ``ptycho-app`` command line."""
+"""The ``ptycho-app`` command line: simulate, import, reconstruct, compare, info, sense, demo.
+
+Every user mistake (bad file, bad option) ends with one line on stderr naming the file or option
+and the problem, and exit code 2; a diverged solve exits with 1; Ctrl-C writes resumable results
+and exits with 130.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from . import __version__
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (no usage dump), exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def add_solver_options(parser, rank_flag="--rank", iters=2000):
+    group = parser.add_argument_group("solver (normalized units, see docs/solvers.md)")
+    group.add_argument("--solver", choices=("bm", "udu", "both"), default="both",
+                       help="BM (X = U U^*), UDU (X = U D U^*) or both (default: %(default)s)")
+    group.add_argument(rank_flag, dest="factor_rank", type=int, default=None if rank_flag != "--rank" else 4,
+                       help="factor rank r" + (" (default: %(default)s)" if rank_flag == "--rank" else
+                                               " (default: n, the papers' full-rank factor)"))
+    group.add_argument("--step", type=float, default=None, help="step for U (default: BM 0.25, UDU 0.05)")
+    group.add_argument("--step-d", type=float, default=None, help="UDU's step for D (default: 0.3)")
+    group.add_argument("--xi", type=float, default=1e-3, help="norm of the random start U0 (default: %(default)s)")
+    group.add_argument("--radius", type=float, default=0.5, help="UDU's bound on ||U||_F (default: %(default)s)")
+    group.add_argument("--iters", type=int, default=iters, help="iterations (default: %(default)s)")
+    group.add_argument("--tol", type=float, default=0.0,
+                       help="stop a problem when its loss changes by less than this per iteration (default: off)")
+    group.add_argument("--seed", type=int, default=0, help="random start; input k uses seed + k (default: %(default)s)")
+    return group
+
+
+def solver_options(args) -> dict:
+    """SolverOptions fields from parsed arguments."""
+    return {"rank": args.factor_rank, "step": args.step, "step_d": args.step_d, "xi": args.xi,
+            "radius": args.radius, "max_iters": args.iters, "rel_tol": args.tol,
+            "yield_every": max(1, min(50, args.iters // 100 or 1))}
+
+
 def get_parser() -> argparse.ArgumentParser:
     """The argument parser (separate from :func:`main` so it can be tested and documented)."""
-    parser = argparse.ArgumentParser(prog="ptycho-app",
-                                     description="Fourier ptychography by lifting: BM and UDU solvers.")
+    parser = OneLineParser(prog="ptycho-app", description="Fourier ptychography by lifting: BM and UDU solvers.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
+    # ---- simulate ------------------------------------------------------------------------------
+    sim = commands.add_parser("simulate", help="simulate an FP acquisition and write a measurement file")
+    sim.add_argument("--out", default="simulated.h5", help="measurement file to write (default: %(default)s)")
+    obj = sim.add_argument_group("object (default: amplitude from 'camera', phase from 'astronaut')")
+    obj.add_argument("--object", help="complex object as .npy (N x N, N = upsample x frame size)")
+    obj.add_argument("--amplitude", help="amplitude image (.png, .tif, .npy), resized to N x N")
+    obj.add_argument("--phase", help="phase image (.png, .tif, .npy), resized to N x N")
+    obj.add_argument("--amplitude-image", default="camera", help="bundled scikit-image image (default: %(default)s)")
+    obj.add_argument("--phase-image", default="astronaut", help="bundled scikit-image image (default: %(default)s)")
+    obj.add_argument("--amplitude-range", type=float, nargs=2, default=(0.3, 1.0), metavar=("LOW", "HIGH"),
+                     help="amplitude range (default: 0.3 1)")
+    obj.add_argument("--phase-range", type=float, nargs=2, default=(-1.5707963, 1.5707963), metavar=("LOW", "HIGH"),
+                     help="phase range, radians (default: -pi/2 pi/2)")
+    geo = sim.add_argument_group("illumination (default: a 7 x 7 grid, 4 mm pitch, 80 mm below)")
+    geo.add_argument("--geometry", help="take the acquisition of an existing measurement file")
+    geo.add_argument("--leds", type=int, default=7, help="LEDs per side of the square grid (default: %(default)s)")
+    geo.add_argument("--pitch", type=float, default=4e-3, help="LED pitch, m (default: %(default)s)")
+    geo.add_argument("--distance", type=float, default=80e-3, help="LED-to-sample distance, m (default: %(default)s)")
+    geo.add_argument("--center-offset", type=float, nargs=2, default=(0.0, 0.0), metavar=("DY", "DX"),
+                     help="grid centre offset (y, x), m")
+    geo.add_argument("--rotation", type=float, default=0.0, help="grid rotation, degrees")
+    geo.add_argument("--order", choices=("raster", "spiral"), default="raster", help="frame order")
+    geo.add_argument("--led-positions", help="LED positions (L, 2) (y, x) in m, .npy or .csv (uses --distance)")
+    geo.add_argument("--direction-sines", help="illumination direction sines (L, 2) (s_y, s_x), .npy or .csv")
+    opt = sim.add_argument_group("optics")
+    opt.add_argument("--wavelength", type=float, default=532e-9, help="m (default: %(default)s)")
+    opt.add_argument("--na", type=float, default=0.08, help="objective NA (default: %(default)s)")
+    opt.add_argument("--magnification", type=float, default=4.0, help="(default: %(default)s)")
+    opt.add_argument("--camera-pixel", type=float, default=6.5e-6, help="m (default: %(default)s)")
+    opt.add_argument("--frame-size", type=int, default=16, help="M, frames are M x M (default: %(default)s)")
+    opt.add_argument("--upsample", type=int, default=4, help="N = upsample x M (default: %(default)s)")
+    opt.add_argument("--defocus", type=float, default=0.0, help="m (default: 0)")
+    noise = sim.add_argument_group("noise")
+    noise.add_argument("--noise", choices=("none", "poisson", "gaussian"), default="none", help="(default: none)")
+    noise.add_argument("--photons", type=float, default=1000.0,
+                       help="Poisson: mean photons per bright-field pixel (default: %(default)s)")
+    noise.add_argument("--sigma", type=float, default=0.01,
+                       help="Gaussian: std relative to the mean bright-field intensity (default: %(default)s)")
+    noise.add_argument("--seed", type=int, default=0, help="noise seed (default: %(default)s)")
+    sim.add_argument("--frame-type", choices=("intensity", "amplitude"), default="intensity",
+                     help="store intensities or their square roots (default: %(default)s)")
+
+    # ---- import --------------------------------------------------------------------------------
+    imp = commands.add_parser("import", help="convert MATLAB FP data (frames + kx/ky table) to a measurement file")
+    imp.add_argument("mat", help="MATLAB .mat file with a stack of frames")
+    imp.add_argument("--illumination", help="CSV with per-frame kx, ky in NA units (optional 'frame' column)")
+    imp.add_argument("--out", help="measurement file to write (default: <mat stem>.h5 beside the current folder)")
+    imp.add_argument("--frames-key", help="variable holding the frames (default: detected)")
+    imp.add_argument("--frame-type", choices=("intensity", "amplitude"), required=True,
+                     help="what the frames hold (say it: MATLAB files rarely do)")
+    imp.add_argument("--na", type=float, required=True, help="objective NA")
+    imp.add_argument("--magnification", type=float, required=True, help="objective magnification")
+    imp.add_argument("--camera-pixel", type=float, help="camera pixel, m")
+    imp.add_argument("--pixel-size", type=float, help="pixel at the sample, m (instead of --camera-pixel)")
+    imp.add_argument("--wavelength", type=float, help="m (default: from the file)")
+    imp.add_argument("--defocus", type=float, help="m (default: the file's z, else 0)")
+    imp.add_argument("--upsample", type=int, help="default: the smallest that fits the illumination")
+    imp.add_argument("--crop", type=int, help="keep the central C x C pixels of every frame")
+    imp.add_argument("--kx-key", default="kx_na", help="kx column/variable (default: %(default)s)")
+    imp.add_argument("--ky-key", default="ky_na", help="ky column/variable (default: %(default)s)")
+    imp.add_argument("--sines-sign", type=float, choices=(-1.0, 1.0), default=-1.0,
+                     help="direction sines = sign x (ky, kx) (default: -1, the UConn convention)")
+
+    # ---- reconstruct ---------------------------------------------------------------------------
+    rec = commands.add_parser("reconstruct", help="reconstruct measurement files with BM, UDU or both")
+    rec.add_argument("inputs", nargs="+", metavar="FILE", help="measurement files (.h5)")
+    rec.add_argument("--out", default="results", help="output folder (default: %(default)s)")
+    rec.add_argument("--resume", action="store_true",
+                     help="continue from the result files already in --out (--iters more iterations)")
+    add_solver_options(rec)
+    hw = rec.add_argument_group("hardware")
+    hw.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
+    hw.add_argument("--precision", choices=("single", "double"), default="single", help="(default: %(default)s)")
+    rec.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+
+    # ---- compare -------------------------------------------------------------------------------
+    cmp_ = commands.add_parser("compare", help="figures and metrics tables from result files")
+    cmp_.add_argument("results", nargs="+", metavar="RESULT", help="result files (.h5)")
+    cmp_.add_argument("--out", help="output folder (default: the first result's folder)")
+
+    # ---- info ----------------------------------------------------------------------------------
+    info = commands.add_parser("info", help="what a measurement or result file holds")
+    info.add_argument("files", nargs="+", metavar="FILE")
+
+    # ---- sense ---------------------------------------------------------------------------------
+    sense = commands.add_parser("sense", help="the papers' matrix completion / sensing problems")
+    sense.add_argument("--problem", choices=("completion", "sensing"), default="completion")
+    sense.add_argument("--n", type=int, default=100, help="matrix size (default: %(default)s)")
+    sense.add_argument("--rank", type=int, default=3, help="rank of the truth, eigenvalues 1..rank (default: 3)")
+    sense.add_argument("--measurements", type=int, help="entries / measurements (default: 3nr, or 5nr for sensing)")
+    sense.add_argument("--noise", type=float, default=0.0, help="Gaussian noise relative to the RMS measurement")
+    sense.add_argument("--complex", action="store_true", help="complex Hermitian instead of real symmetric")
+    sense.add_argument("--precision", choices=("single", "double"), default="double", help="(default: %(default)s)")
+    sense.add_argument("--out", default="sense-results", help="output folder (default: %(default)s)")
+    sense.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    add_solver_options(sense, rank_flag="--factor-rank", iters=6000)
+
+    # ---- demo ----------------------------------------------------------------------------------
     demo = commands.add_parser("demo", help="simulate a small FP acquisition, reconstruct it with "
                                "BM and UDU, print metrics and write a comparison PNG")
     demo.add_argument("--out", default="demo-output", help="output folder (default: %(default)s)")
-    solver = demo.add_argument_group("solver")
-    solver.add_argument("--iters", type=int, default=4000, help="iterations per solver (default: %(default)s)")
-    solver.add_argument("--rank", type=int, default=4, help="factor rank r (default: %(default)s)")
-    solver.add_argument("--seed", type=int, default=0, help="random start (default: %(default)s)")
-    hardware = demo.add_argument_group("hardware")
-    hardware.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
-    hardware.add_argument("--precision", choices=("single", "double"), default="single",
-                          help="complex64 or complex128 (default: %(default)s)")
+    demo.add_argument("--iters", type=int, default=4000, help="iterations per solver (default: %(default)s)")
+    demo.add_argument("--rank", type=int, default=4, help="factor rank r (default: %(default)s)")
+    demo.add_argument("--seed", type=int, default=0, help="random start (default: %(default)s)")
+    demo.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
+    demo.add_argument("--precision", choices=("single", "double"), default="single")
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return parser
 
@@ -46,26 +178,186 @@ def prepare_output_folder(path) -> Path:
     return folder
 
 
+def prepare_output_file(path) -> Path:
+    """Check that a file can be written there (folder exists or can be made, name is not a folder)."""
+    target = Path(path)
+    if target.is_dir():
+        raise ValueError(f"--out {target}: is a folder, expected a file name")
+    prepare_output_folder(target.parent if str(target.parent) else ".")
+    return target
+
+
+def read_table(path) -> "np.ndarray":  # noqa: F821
+    """An (L, 2) table from .npy or .csv (header lines allowed)."""
+    import numpy as np
+
+    from .io.errors import InputFileError
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(path, "no such file")
+    try:
+        table = np.load(path) if path.suffix == ".npy" else np.loadtxt(path, delimiter=",", ndmin=2,
+                                                                          comments="#", skiprows=0)
+    except ValueError:
+        try:
+            table = np.loadtxt(path, delimiter=",", ndmin=2, skiprows=1)
+        except ValueError as error:
+            raise InputFileError(path, f"expected two numeric columns (y, x): {error}") from None
+    except OSError as error:
+        raise InputFileError(path, f"cannot be read ({error})") from None
+    table = np.asarray(table, dtype=np.float64)
+    if table.ndim != 2 or table.shape[1] != 2:
+        raise InputFileError(path, f"expected an (L, 2) table (y, x), got shape {table.shape}")
+    if not np.all(np.isfinite(table)):
+        raise InputFileError(path, "contains NaN or Inf")
+    return table
+
+
+def run_simulate(args):
+    import numpy as np
+
+    from .io.measurement import read_measurement, write_measurement
+    from .physics import Acquisition
+    from .simulation import default_acquisition, object_from_files, simulate_frames
+
+    out = prepare_output_file(args.out)
+    if args.geometry:
+        acquisition = read_measurement(args.geometry).acquisition
+    else:
+        optics = dict(wavelength=args.wavelength, na=args.na, magnification=args.magnification,
+                      camera_pixel=args.camera_pixel, frame_size=args.frame_size, upsample=args.upsample,
+                      defocus=args.defocus)
+        if args.led_positions and args.direction_sines:
+            raise ValueError("give --led-positions or --direction-sines, not both")
+        if args.led_positions:
+            acquisition = Acquisition(led_positions=read_table(args.led_positions), led_distance=args.distance,
+                                      **optics)
+        elif args.direction_sines:
+            acquisition = Acquisition(direction_sines=read_table(args.direction_sines), **optics)
+        else:
+            acquisition = default_acquisition(leds_per_side=args.leds, led_pitch=args.pitch,
+                                              led_distance=args.distance, center_offset=tuple(args.center_offset),
+                                              rotation=args.rotation, order=args.order, **optics)
+    N = acquisition.grid_size
+    obj = object_from_files(N, complex_file=args.object, amplitude_file=args.amplitude, phase_file=args.phase,
+                            amplitude_range=tuple(args.amplitude_range), phase_range=tuple(args.phase_range),
+                            amplitude_image=args.amplitude_image, phase_image=args.phase_image)
+    frames = simulate_frames(obj, acquisition, noise=args.noise, photons=args.photons, sigma=args.sigma,
+                             seed=args.seed)
+    if args.frame_type == "amplitude":
+        frames = np.sqrt(np.maximum(frames, 0))
+    write_measurement(out, frames, acquisition, frame_type=args.frame_type, ground_truth=obj,
+                      description=f"simulated by ptycho-app {__version__} ({args.noise} noise)")
+    print(f"wrote {out}: {acquisition.n_frames} frames of {acquisition.frame_size}x{acquisition.frame_size} "
+          f"({int(acquisition.bright_field.sum())} bright-field), object {N}x{N}, noise {args.noise}")
+
+
+def run_import(args):
+    from .io.matlab import read_matlab_fp
+    from .io.measurement import write_measurement
+
+    out = prepare_output_file(args.out or Path(args.mat).with_suffix(".h5").name)
+    imported = read_matlab_fp(args.mat, args.illumination, frames_key=args.frames_key, frame_type=args.frame_type,
+                              wavelength=args.wavelength, na=args.na, magnification=args.magnification,
+                              camera_pixel=args.camera_pixel, pixel_size=args.pixel_size, defocus=args.defocus,
+                              upsample=args.upsample, kx_key=args.kx_key, ky_key=args.ky_key,
+                              sines_sign=args.sines_sign, crop=args.crop)
+    a = imported.acquisition
+    write_measurement(out, imported.frames, a, frame_type=imported.frame_type,
+                      description=f"imported from {Path(args.mat).name} by ptycho-app {__version__}")
+    print(f"wrote {out}: {a.n_frames} frames of {a.frame_size}x{a.frame_size} ({int(a.bright_field.sum())} "
+          f"bright-field), object grid {a.grid_size}x{a.grid_size}")
+    for note in imported.notes:
+        print(f"  note: {note}")
+
+
+def run_reconstruct(args):
+    from .batch import reconstruct_files
+
+    out = prepare_output_folder(args.out)
+    written = reconstruct_files(args.inputs, solver=args.solver, out_dir=out, device=args.device,
+                                precision=args.precision, resume=args.resume, progress=not args.no_progress,
+                                **solver_options(args), seed=args.seed)
+    print(f"wrote {len(written)} result file(s) to {out}; look at them with: ptycho-app compare "
+          + " ".join(str(p) for p in written[:4]) + (" ..." if len(written) > 4 else ""))
+
+
+def run_compare(args):
+    from .report import compare_results, markdown_table
+
+    out = prepare_output_folder(args.out or Path(args.results[0]).parent)
+    report = compare_results(args.results, out)
+    print(markdown_table(report["rows"]), end="")
+    print("wrote " + ", ".join(str(p) for p in [*report["figures"], report["json"], report["markdown"]]))
+
+
+def run_info(args):
+    from .report import describe_file
+
+    print("\n\n".join(describe_file(path) for path in args.files))
+
+
+def run_sense(args):
+    from .batch import expand_solvers
+    from .report import compare_results, markdown_table
+    from .sense import run_sense as solve_sense
+
+    out = prepare_output_folder(args.out)
+    options = solver_options(args)
+    written = solve_sense(problem=args.problem, n=args.n, rank=args.rank, measurements=args.measurements,
+                          noise=args.noise, is_complex=args.complex, solvers=expand_solvers(args.solver),
+                          out_dir=out, precision=args.precision, seed=args.seed, progress=not args.no_progress,
+                          factor_rank=options.pop("rank"), **options)
+    report = compare_results(written, out)
+    print(markdown_table(report["rows"]), end="")
+    print("wrote " + ", ".join(str(p) for p in [*written, *report["figures"], report["markdown"]]))
+
+
+def run_demo(args):
+    if args.iters < 1 or args.rank < 1:
+        raise ValueError("--iters and --rank must be positive")
+    from .demo import run_demo as demo
+
+    prepare_output_folder(args.out)
+    demo(out_dir=args.out, iterations=args.iters, rank=args.rank, device=args.device, precision=args.precision,
+         seed=args.seed, progress=not args.no_progress)
+
+
+COMMANDS = {"simulate": run_simulate, "import": run_import, "reconstruct": run_reconstruct,
+            "compare": run_compare, "info": run_info, "sense": run_sense, "demo": run_demo}
+
+
+def show_warning(message, category, filename, lineno, file=None, line=None):
+    """Warnings as one line, without source locations."""
+    print(f"ptycho-app: warning: {message}", file=sys.stderr)
+
+
 def main(argv=None) -> int:
     """Entry point; returns the exit code (2 for a user's mistake, with a one-line message)."""
-    parser = get_parser()
-    args = parser.parse_args(argv)
     try:
-        if args.command == "demo":
-            if args.iters < 1 or args.rank < 1:
-                raise ValueError("--iters and --rank must be positive")
-            from .demo import run_demo
+        args = get_parser().parse_args(argv)
+    except SystemExit as exit_:  # --help, --version, or a one-line usage error
+        return int(exit_.code or 0)
+    from .solvers import SolverDivergedError
 
-            prepare_output_folder(args.out)
-
-            run_demo(out_dir=args.out, iterations=args.iters, rank=args.rank, device=args.device,
-                     precision=args.precision, seed=args.seed, progress=not args.no_progress)
+    previous = warnings.showwarning
+    warnings.showwarning = show_warning
+    try:
+        COMMANDS[args.command](args)
+    except SolverDivergedError as error:
+        print(f"ptycho-app {args.command}: solver diverged: {error}", file=sys.stderr)
+        return 1
     except (ValueError, OSError) as error:
         print(f"ptycho-app {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"ptycho-app {args.command}: interrupted", file=sys.stderr)
+        print(f"ptycho-app {args.command}: interrupted" + (" (results so far written; continue with --resume)"
+                                                          if args.command == "reconstruct" else ""),
+              file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = previous
     return 0
 
 

@@ -60,3 +60,33 @@ def comparison_figure(path, truth, results, title=""):
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
+
+
+def spectra_figure(path, results, title=""):
+    """Write a PNG of eigenvalue spectra (log scale) and loss curves (matrix problems, no image).
+
+    Parameters
+    ----------
+    path : str or Path
+    results : dict
+        ``label -> dict(eigenvalues=(r,) real, losses=(T,) real)``.
+    title : str
+    """
+    fig, (spectrum_ax, loss_ax) = plt.subplots(1, 2, figsize=(9, 3.8))
+    for label, r in results.items():
+        values = np.asarray(r["eigenvalues"], dtype=np.float64)
+        relative = np.maximum(values / values.max(), 1e-17)
+        spectrum_ax.semilogy(np.arange(1, len(values) + 1), relative, "o-", ms=3, label=label)
+        loss_ax.loglog(np.arange(1, len(r["losses"]) + 1), r["losses"], label=label)
+    spectrum_ax.set_title("eigenvalues of X / lambda_1")
+    spectrum_ax.set_xlabel("index")
+    spectrum_ax.legend()
+    loss_ax.set_title("loss 1/2 ||A(X) - b||^2")
+    loss_ax.set_xlabel("iteration")
+    loss_ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)

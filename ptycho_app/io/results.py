@@ -1,0 +1,139 @@
+"""Result files: one per input and solver, ``<stem>.<solver>.h5``.
+
+=====================  ====================  ====================================================
+``object``             (N, N) complex64      recovered object (FP results only), global phase free
+``spectrum``           (N, N) complex64      its fftshifted spectrum: sqrt(lambda_1) x top eigvec
+``eigenvalues``        (r,) float64          eigenvalues of X, decreasing (physical units)
+``loss``               (T + 1,) float64      1/2 ||A(X_k) - b||^2 of X_0 ... X_T
+``factors/U``          (n, r) complex64      factor in normalized units (enough to resume)
+``factors/d``          (r,) float64          diagonal in normalized units (ones for BM)
+``reference``          (N, N) complex64      band-limited ground truth (simulated inputs only)
+``reference_matrix``   (n, n)                ground truth X (``sense`` results only)
+=====================  ====================  ====================================================
+
+Attributes: ``solver``, ``rank``, ``step``, ``step_d``, ``xi``, ``radius``, ``iterations``, ``seed``,
+``app_version``, ``input_file``, ``input_sha256``, ``scale`` (``X = U diag(scale d) U^*``),
+``seconds``, ``device``, ``precision``, ``interrupted``, ``problem`` (``fp``, ``completion`` or
+``sensing``), ``pixel_size`` (object pixel in metres, FP only) and ``options`` (JSON of the solver
+options).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from .atomic import atomic_path
+from .errors import InputFileError
+from .measurement import open_hdf5, read_array
+
+REQUIRED = ("eigenvalues", "loss", "factors/U", "factors/d")
+
+
+@dataclass
+class Result:
+    """One solver's result for one input (see the module docstring for the file layout).
+
+    Attributes
+    ----------
+    eigenvalues : (r,) float64
+    loss : (T + 1,) float64
+    U : (n, r) complex or real
+        Normalized factor.
+    d : (r,) float64
+        Normalized diagonal.
+    attrs : dict
+        The file's attributes (solver, rank, step, ..., input_sha256).
+    object : (N, N) complex64 or None
+    spectrum : (N, N) complex64 or None
+    reference : (N, N) complex64 or None
+    reference_matrix : (n, n) or None
+    path : Path or None
+    """
+
+    eigenvalues: np.ndarray
+    loss: np.ndarray
+    U: np.ndarray
+    d: np.ndarray
+    attrs: dict = field(default_factory=dict)
+    object: np.ndarray | None = None
+    spectrum: np.ndarray | None = None
+    reference: np.ndarray | None = None
+    reference_matrix: np.ndarray | None = None
+    path: Path | None = None
+
+    @property
+    def solver(self) -> str:
+        return str(self.attrs.get("solver", "?"))
+
+    @property
+    def iterations(self) -> int:
+        return int(self.attrs.get("iterations", len(self.loss) - 1))
+
+    @property
+    def label(self) -> str:
+        """``<input stem> <SOLVER>`` for tables and figures."""
+        stem = Path(str(self.attrs.get("input_file", "?"))).stem
+        return f"{stem} {self.solver.upper()}"
+
+
+def result_path(out_dir, input_path, solver) -> Path:
+    """``<out_dir>/<input stem>.<solver>.h5``."""
+    return Path(out_dir) / f"{Path(input_path).stem}.{solver}.h5"
+
+
+def write_result(path, result: Result):
+    """Write a result file atomically (temporary name in the same folder, then rename)."""
+    import h5py
+
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        for name in ("object", "spectrum", "reference"):
+            value = getattr(result, name)
+            if value is not None:
+                f[name] = np.asarray(value, dtype=np.complex64)
+        if result.reference_matrix is not None:
+            f["reference_matrix"] = result.reference_matrix
+        f["eigenvalues"] = np.asarray(result.eigenvalues, dtype=np.float64)
+        f["loss"] = np.asarray(result.loss, dtype=np.float64)
+        f["factors/U"] = np.asarray(result.U)
+        f["factors/d"] = np.asarray(result.d, dtype=np.float64)
+        attrs = {"app_version": __version__, **result.attrs}
+        for key, value in attrs.items():
+            if value is None:
+                continue
+            f.attrs[key] = json.dumps(value) if isinstance(value, (dict, list, tuple)) else value
+
+
+def read_result(path) -> Result:
+    """Read and check a result file (read-only).
+
+    Raises
+    ------
+    InputFileError
+        For a missing, unreadable or incomplete file.
+    """
+    path = Path(path)
+    with open_hdf5(path) as f:
+        for name in REQUIRED:
+            if name not in f:
+                kind = "a measurement file" if "ptychogram" in f else "not a ptycho-app result"
+                raise InputFileError(path, f"missing ({kind}: expected {', '.join(REQUIRED)})", field=name)
+        eigenvalues = read_array(f, path, "eigenvalues", 1)
+        loss = read_array(f, path, "loss", 1)
+        U = read_array(f, path, "factors/U", 2, dtype_kind="complex")
+        d = read_array(f, path, "factors/d", 1)
+        if d.shape[0] != U.shape[1]:
+            raise InputFileError(path, f"factors/U has {U.shape[1]} columns but factors/d has {d.shape[0]} "
+                                 "entries", field="factors/d")
+        attrs = {}
+        for key, value in f.attrs.items():
+            value = value.decode() if isinstance(value, bytes) else value
+            attrs[key] = value.item() if isinstance(value, np.generic) else value
+        optional = {name: (read_array(f, path, name, 2, dtype_kind="complex") if name in f else None)
+                    for name in ("object", "spectrum", "reference", "reference_matrix")}
+    return Result(eigenvalues=eigenvalues.astype(np.float64), loss=loss.astype(np.float64), U=U,
+                  d=d.astype(np.float64), attrs=attrs, path=path, **optional)

@@ -132,7 +132,7 @@ def results_from_state(state, group: list[Input], options: SolverOptions, previo
             "run_iterations": int(state.iterations[k]), "seconds": float(state.elapsed), "device": str(device),
             "precision": precision,
             "interrupted": bool(interrupted), "pixel_size": float(acquisition.pixel_size_hr),
-            "frame_type": item.measurement.frame_type,
+            "frame_type": item.measurement.frame_type, "relative_residual": float(state.relative_residual[k]),
             "options": {**options.to_dict(), "seed": int(seed)},
         }
         results.append(Result(

@@ -16,7 +16,7 @@ from .io.results import Result, read_result
 #: Relative eigenvalue threshold of the numerical rank in reports.
 RANK_TOLERANCE = 1e-6
 
-METRIC_COLUMNS = ("relative_error", "psnr", "ssim", "lambda2_over_lambda1", "numerical_rank", "final_loss",
+METRIC_COLUMNS = ("relative_error", "psnr", "ssim", "lambda2_over_lambda1", "numerical_rank", "relative_residual",
                   "iterations", "seconds_per_iteration")
 
 
@@ -37,6 +37,7 @@ def result_metrics(result: Result) -> dict:
         "lambda2_over_lambda1": float(values[1] / values[0]) if len(values) > 1 and values[0] > 0 else 0.0,
         "numerical_rank": numerical_rank(values, RANK_TOLERANCE),
         "final_loss": float(result.loss[-1]),
+        "relative_residual": float(result.attrs.get("relative_residual", float("nan"))),
         "iterations": result.iterations,
         "seconds": float(result.attrs.get("seconds", float("nan"))),
         "seconds_per_iteration": float(result.attrs.get("seconds", float("nan"))) / max(run, 1),
@@ -165,7 +166,8 @@ def describe_result(result: Result) -> str:
         + f", xi {a.get('xi')}, seed {a.get('seed')}, {a.get('device')} {a.get('precision')}",
         f"  iterations:    {result.iterations}" + (" (interrupted: resumable with --resume)"
                                                     if a.get("interrupted") else ""),
-        f"  loss:          {result.loss[0]:.4e} -> {result.loss[-1]:.4e}",
+        f"  loss:          {result.loss[0]:.4e} -> {result.loss[-1]:.4e} (relative residual "
+        f"{float(a.get('relative_residual', float('nan'))):.3e})",
         f"  eigenvalues:   lambda_1 = {values[0]:.4e}; lambda_k / lambda_1 = "
         + ", ".join(f"{v:.2e}" for v in relative[1:]),
         f"  numerical rank {metrics['numerical_rank']} (tolerance {RANK_TOLERANCE:g})",

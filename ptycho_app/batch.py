@@ -62,27 +62,27 @@ def expand_solvers(solver: str) -> tuple[str, ...]:
     return ("bm", "udu") if solver == "both" else (solver,)
 
 
-def resume_state(group: list[Input], out_dir, options: SolverOptions, n: int):
-    """Factors and loss histories of earlier results for a group, checked against the inputs.
+#: Options that must not change between a run and its continuation (one loss history, one algorithm).
+RESUME_MUST_MATCH = ("step", "step_d", "radius")
 
-    Returns
-    -------
-    init : ((B, n, r) complex128, (B, r) float64) or None
-        ``None`` when none of the inputs has an earlier result.
-    previous : list of (T_k,) arrays
-        Loss history per input (empty for inputs starting fresh).
-    start : list of int
-        Iterations already done per input.
+
+class NothingToSave(KeyboardInterrupt):
+    """Ctrl-C came before the solver's first update: no result was written."""
+
+
+def earlier_results(group: list[Input], out_dir, options: SolverOptions, n: int) -> list[Result | None]:
+    """The result files a ``--resume`` continues from (None where an input has none), checked.
+
+    Raises
+    ------
+    InputFileError
+        For a result of another input (sha256), another rank, or other step/radius settings.
     """
-    Us, ds, previous, start = [], [], [], []
-    found = False
+    earlier = []
     for item in group:
         path = result_path(out_dir, item.path, options.method)
         if not path.exists():
-            Us.append(None)
-            ds.append(None)
-            previous.append(np.zeros(0))
-            start.append(0)
+            earlier.append(None)
             continue
         result = read_result(path)
         if result.attrs.get("input_sha256") != item.sha256:
@@ -91,25 +91,34 @@ def resume_state(group: list[Input], out_dir, options: SolverOptions, n: int):
         if result.U.shape != (n, options.rank):
             raise InputFileError(path, f"factors have shape {result.U.shape}, this run needs ({n}, {options.rank}) "
                                  "(use the same --rank)", field="factors/U")
-        found = True
-        Us.append(result.U)
-        ds.append(result.d)
-        previous.append(result.loss[:-1])  # the resumed run re-evaluates the last iterate's loss
-        start.append(result.iterations)
-    if not found:
-        return None, previous, start
+        for key in RESUME_MUST_MATCH:
+            old, new = result.attrs.get(key), getattr(options, key)
+            if old is not None and new is not None and not np.isclose(float(old), new, rtol=1e-6):
+                flag = "--" + key.replace("_", "-")
+                raise InputFileError(path, f"was run with {key} {float(old):g}; resume with {flag} {float(old):g} "
+                                     f"(this run asks for {new:g})", field=key)
+        earlier.append(result)
+    return earlier
+
+
+def resume_init(earlier: list[Result | None], options: SolverOptions, n: int):
+    """Starting factors ``((B, n, r), (B, r))``: earlier results' factors, fresh draws elsewhere."""
     from .solvers.factorized import initial_factors
 
-    fresh_U, fresh_d = initial_factors(n, options.rank, len(group), options.xi, options.seed,
-                                       torch.complex128, "cpu")
-    U = np.stack([u if u is not None else fresh_U[k].numpy() for k, u in enumerate(Us)])
-    d = np.stack([v if v is not None else fresh_d[k].numpy() for k, v in enumerate(ds)])
-    return (torch.as_tensor(U), torch.as_tensor(d)), previous, start
+    fresh_U, fresh_d = initial_factors(n, options.rank, len(earlier), options.xi, options.seed, torch.complex128,
+                                       "cpu")
+    U = np.stack([r.U if r is not None else fresh_U[k].numpy() for k, r in enumerate(earlier)])
+    d = np.stack([r.d if r is not None else fresh_d[k].numpy() for k, r in enumerate(earlier)])
+    return torch.as_tensor(U), torch.as_tensor(d)
 
 
-def results_from_state(state, group: list[Input], options: SolverOptions, previous, start, device, precision,
+def results_from_state(state, group: list[Input], options: SolverOptions, earlier, device, precision,
                        interrupted=False) -> list[Result]:
-    """One :class:`Result` per input of a batched solver state."""
+    """One :class:`Result` per input of a batched solver state.
+
+    ``earlier`` holds, per input, the result this run continued from (or None): its loss
+    history, iteration count, seed and solver time carry over.
+    """
     U = state.U.to(torch.complex128)
     weights = state.physical_weights().to(torch.float64)
     values = factor_eigh(U, weights)[0].cpu().numpy()
@@ -122,22 +131,29 @@ def results_from_state(state, group: list[Input], options: SolverOptions, previo
     for k, item in enumerate(group):
         acquisition = item.measurement.acquisition
         truth = item.measurement.ground_truth
+        before = earlier[k]
         seed = options.seed + k if isinstance(options.seed, int) else options.seed[k]
+        if before is not None:
+            seed = int(before.attrs.get("seed", seed))
+        ran = int(state.iterations[k])
         attrs = {
             "problem": "fp", "solver": options.method, "rank": options.rank, "step": options.step,
             "step_d": options.step_d if options.method == "udu" else None, "xi": options.xi,
             "radius": options.radius if options.method == "udu" else None,
-            "iterations": int(start[k] + int(state.iterations[k])), "seed": int(seed),
-            "input_file": item.path.name, "input_sha256": item.sha256, "scale": float(state.scale[k]),
-            "run_iterations": int(state.iterations[k]), "seconds": float(state.elapsed), "device": str(device),
-            "precision": precision,
-            "interrupted": bool(interrupted), "pixel_size": float(acquisition.pixel_size_hr),
-            "frame_type": item.measurement.frame_type, "relative_residual": float(state.relative_residual[k]),
+            "iterations": (before.iterations if before is not None else 0) + ran, "run_iterations": ran,
+            "seed": int(seed), "input_file": item.path.name, "input_sha256": item.sha256,
+            "scale": float(state.scale[k]),
+            "seconds": float(state.elapsed) + (float(before.attrs.get("seconds", 0.0)) if before is not None else 0),
+            "run_seconds": float(state.elapsed), "resumed": before is not None,
+            "device": str(device), "precision": precision, "interrupted": bool(interrupted),
+            "pixel_size": float(acquisition.pixel_size_hr), "frame_type": item.measurement.frame_type,
+            "relative_residual": float(state.relative_residual[k]),
             "options": {**options.to_dict(), "seed": int(seed)},
         }
+        # the continued run re-evaluates the last iterate's loss: keep it once
+        history = before.loss[:-1] if before is not None else np.zeros(0)
         results.append(Result(
-            eigenvalues=values[k],
-            loss=np.concatenate([previous[k], losses[:int(state.iterations[k]) + 1, k]]),
+            eigenvalues=values[k], loss=np.concatenate([history, losses[:ran + 1, k]]),
             U=state.U[k].cpu().numpy(), d=state.d[k].cpu().numpy().astype(np.float64), attrs=attrs,
             object=objects[k], spectrum=spectra[k],
             reference=band_limit(truth.astype(np.complex128), acquisition) if truth is not None else None))
@@ -172,8 +188,8 @@ def solve_group(group: list[Input], options: SolverOptions, out_dir, device="aut
     acquisition = group[0].measurement.acquisition
     b = torch.as_tensor(np.stack([item.measurement.intensities() for item in group]))
     operator = LiftedFP(acquisition, device=torch_device, dtype=dtype)
-    init, previous, start = (resume_state(group, out_dir, options, operator.n) if resume
-                             else (None, [np.zeros(0)] * len(group), [0] * len(group)))
+    earlier = earlier_results(group, out_dir, options, operator.n) if resume else [None] * len(group)
+    init = resume_init(earlier, options, operator.n) if any(r is not None for r in earlier) else None
     label = options.method.upper() + (f" x{len(group)}" if len(group) > 1 else f" {group[0].path.stem}")
     state, interrupted = None, False
     started = time.perf_counter()
@@ -187,9 +203,9 @@ def solve_group(group: list[Input], options: SolverOptions, out_dir, device="aut
                     on_update(state)
         except KeyboardInterrupt:
             interrupted = True
-    if state is None:  # interrupted before the first update: nothing worth saving
-        raise KeyboardInterrupt
-    results = results_from_state(state, group, options, previous, start, torch_device, precision, interrupted)
+    if state is None:
+        raise NothingToSave
+    results = results_from_state(state, group, options, earlier, torch_device, precision, interrupted)
     written = []
     for item, result in zip(group, results, strict=True):
         path = result_path(out_dir, item.path, options.method)
@@ -205,21 +221,32 @@ def solve_group(group: list[Input], options: SolverOptions, out_dir, device="aut
 
 
 def reconstruct_files(paths, solver="udu", out_dir="results", device="auto", precision="single", resume=False,
-                      progress=True, on_update=None, **options) -> list[Path]:
+                      progress=True, on_update=None, batch_size=16, **options) -> list[Path]:
     """Reconstruct measurement files with BM, UDU or both (see :func:`solve_group`).
 
-    ``options`` are :class:`~ptycho_app.solvers.SolverOptions` fields (rank, step, xi, radius,
-    max_iters, seed, ...).  Returns the result files written, in order.
+    Inputs with the same acquisition are solved together, up to ``batch_size`` per solve; input
+    ``k`` (in the order given) starts from seed ``seed + k`` wherever it is solved.  ``options``
+    are :class:`~ptycho_app.solvers.SolverOptions` fields (rank, step, xi, radius, max_iters,
+    seed, ...).  Returns the result files written, in order.
     """
+    if int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(f"--batch-size must be a positive integer, got {batch_size}")
     methods = expand_solvers(solver)
-    per_method = {method: SolverOptions(**{**options, "method": method}) for method in methods}  # checked early
+    for method in methods:  # check the options before reading any file
+        SolverOptions(**{**options, "method": method})
+    base_seed = int(options.pop("seed", 0))
     inputs = load_inputs(paths)
+    position = {item.path: k for k, item in enumerate(inputs)}
     written = []
     for group in group_by_acquisition(inputs):
-        if progress and len(group) > 1:
-            tqdm.write(f"solving {len(group)} inputs with the same acquisition together: "
-                       f"{', '.join(item.path.name for item in group)}")
-        for method in methods:
-            written += solve_group(group, per_method[method], out_dir, device, precision, resume, progress,
-                                   on_update)
+        for first in range(0, len(group), batch_size):
+            chunk = group[first:first + batch_size]
+            if progress and len(chunk) > 1:
+                tqdm.write(f"solving {len(chunk)} inputs with the same acquisition together: "
+                           f"{', '.join(item.path.name for item in chunk)}")
+            seeds = tuple(base_seed + position[item.path] for item in chunk)
+            for method in methods:
+                method_options = SolverOptions(**{**options, "method": method, "seed": seeds})
+                written += solve_group(chunk, method_options, out_dir, device, precision, resume, progress,
+                                       on_update)
     return written

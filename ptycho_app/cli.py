@@ -73,7 +73,7 @@ def get_parser() -> argparse.ArgumentParser:
     geo.add_argument("--pitch", type=float, default=4e-3, help="LED pitch, m (default: %(default)s)")
     geo.add_argument("--distance", type=float, default=80e-3, help="LED-to-sample distance, m (default: %(default)s)")
     geo.add_argument("--center-offset", type=float, nargs=2, default=(0.0, 0.0), metavar=("DY", "DX"),
-                     help="grid centre offset (y, x), m")
+                     help="grid centre offset (y, x), m (write negatives as decimals: -0.002)")
     geo.add_argument("--rotation", type=float, default=0.0, help="grid rotation, degrees")
     geo.add_argument("--order", choices=("raster", "spiral"), default="raster", help="frame order")
     geo.add_argument("--led-positions", help="LED positions (L, 2) (y, x) in m, .npy or .csv (uses --distance)")
@@ -127,6 +127,8 @@ def get_parser() -> argparse.ArgumentParser:
     hw = rec.add_argument_group("hardware")
     hw.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
     hw.add_argument("--precision", choices=("single", "double"), default="single", help="(default: %(default)s)")
+    hw.add_argument("--batch-size", type=int, default=16,
+                    help="most inputs solved together in one batched solve (default: %(default)s)")
     rec.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
     # ---- compare -------------------------------------------------------------------------------
@@ -278,7 +280,7 @@ def run_reconstruct(args):
     out = prepare_output_folder(args.out)
     written = reconstruct_files(args.inputs, solver=args.solver, out_dir=out, device=args.device,
                                 precision=args.precision, resume=args.resume, progress=not args.no_progress,
-                                **solver_options(args), seed=args.seed)
+                                batch_size=args.batch_size, **solver_options(args), seed=args.seed)
     print(f"wrote {len(written)} result file(s) to {out}; look at them with: ptycho-app compare "
           + " ".join(str(p) for p in written[:4]) + (" ..." if len(written) > 4 else ""))
 
@@ -339,18 +341,28 @@ def main(argv=None) -> int:
         args = get_parser().parse_args(argv)
     except SystemExit as exit_:  # --help, --version, or a one-line usage error
         return int(exit_.code or 0)
+    import torch
+
+    from .batch import NothingToSave
     from .solvers import SolverDivergedError
 
     previous = warnings.showwarning
     warnings.showwarning = show_warning
     try:
         COMMANDS[args.command](args)
+    except torch.OutOfMemoryError:
+        print(f"ptycho-app {args.command}: out of memory on the device: use a smaller --batch-size or --rank, "
+              "or --device cpu", file=sys.stderr)
+        return 1
     except SolverDivergedError as error:
         print(f"ptycho-app {args.command}: solver diverged: {error}", file=sys.stderr)
         return 1
     except (ValueError, OSError) as error:
         print(f"ptycho-app {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except NothingToSave:
+        print(f"ptycho-app {args.command}: interrupted before the first update: nothing written", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print(f"ptycho-app {args.command}: interrupted" + (" (results so far written; continue with --resume)"
                                                           if args.command == "reconstruct" else ""),

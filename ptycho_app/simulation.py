@@ -84,7 +84,8 @@ def read_image(path) -> np.ndarray:
 
             image = imread(path)
     except Exception as error:  # noqa: BLE001 (any reader failure is the user's file)
-        raise InputFileError(path, f"cannot be read as an image ({type(error).__name__}: {error})") from None
+        reason = (str(error).strip().splitlines() or [""])[0]
+        raise InputFileError(path, f"cannot be read as an image ({type(error).__name__}: {reason})") from None
     image = np.asarray(image)
     if image.ndim == 3 and image.shape[-1] in (3, 4) and not np.iscomplexobj(image):
         image = rgb2gray(image[..., :3].astype(np.float64) / (255.0 if image.dtype == np.uint8 else 1.0))

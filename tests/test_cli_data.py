@@ -164,12 +164,82 @@ def test_resume_refuses_a_result_of_another_input(tmp_path, capsys):
     assert len(err) == 1 and "small.bm.h5" in err[0] and "sha256 differs" in err[0]
 
 
-def test_read_only_input_is_fine(tmp_path):
+def test_inputs_are_opened_read_only(tmp_path, monkeypatch):
     measurement = simulate(tmp_path)
-    measurement.chmod(0o444)
     digest = hashlib.sha256(measurement.read_bytes()).hexdigest()
+    opened = []
+    real_file = h5py.File
+
+    def recording_file(name, mode="r", *args, **kwargs):
+        opened.append((str(name), mode))
+        return real_file(name, mode, *args, **kwargs)
+
+    monkeypatch.setattr(h5py, "File", recording_file)
     assert reconstruct(measurement, "--solver", "bm", "--iters", "5", "--out", tmp_path / "r") == 0
+    assert (str(measurement), "r") in opened
+    assert all(mode == "r" for name, mode in opened if name == str(measurement))
     assert hashlib.sha256(measurement.read_bytes()).hexdigest() == digest
+
+
+def test_seeds_follow_the_input_order_across_groups(tmp_path):
+    a = simulate(tmp_path, "a.h5")
+    d = simulate(tmp_path, "d.h5", "--leds", "3")  # another acquisition: solved separately
+    c = simulate(tmp_path, "c.h5", "--amplitude-image", "moon")
+    assert reconstruct(a, d, c, "--solver", "bm", "--iters", "3", "--seed", "10", "--out", tmp_path / "r") == 0
+    seeds = [read_result(tmp_path / "r" / f"{stem}.bm.h5").attrs["seed"] for stem in "adc"]
+    assert seeds == [10, 11, 12]
+
+
+def test_resume_keeps_provenance_and_refuses_other_steps(tmp_path, capsys):
+    measurement = simulate(tmp_path)
+    out = tmp_path / "r"
+    assert reconstruct(measurement, "--solver", "udu", "--iters", "20", "--seed", "5", "--out", out) == 0
+    first = read_result(out / "small.udu.h5")
+    assert reconstruct(measurement, "--solver", "udu", "--iters", "20", "--out", out, "--resume") == 0
+    second = read_result(out / "small.udu.h5")
+    assert second.attrs["seed"] == 5 and second.attrs["resumed"] and second.iterations == 40
+    assert second.attrs["seconds"] == pytest.approx(first.attrs["seconds"] + second.attrs["run_seconds"])
+    capsys.readouterr()
+    assert reconstruct(measurement, "--solver", "udu", "--iters", "5", "--step", "0.01", "--out", out,
+                       "--resume") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "was run with step 0.05; resume with --step 0.05" in err[0]
+
+
+def test_ctrl_c_before_the_first_update_says_nothing_was_written(tmp_path, monkeypatch, capsys):
+    measurement = simulate(tmp_path)
+
+    def interrupted_at_once(*args, **kwargs):
+        raise KeyboardInterrupt
+        yield  # a generator, like the real one
+
+    monkeypatch.setattr(ptycho_app.batch, "iterate", interrupted_at_once)
+    assert reconstruct(measurement, "--iters", "50", "--out", tmp_path / "r") == 130
+    assert "nothing written" in capsys.readouterr().err
+    assert not list((tmp_path / "r").glob("*.h5"))
+
+
+def test_geometry_options_of_simulate(tmp_path):
+    from ptycho_app.physics import direction_sines_from_leds
+    from ptycho_app.simulation import led_array
+
+    turned = simulate(tmp_path, "turned.h5", "--rotation", "30", "--center-offset", "0.001", "-0.002",
+                      "--noise", "gaussian", "--sigma", "0.05")
+    expected = direction_sines_from_leds(led_array(5, 4e-3, (1e-3, -2e-3), 30), 80e-3)
+    np.testing.assert_allclose(read_measurement(turned).acquisition.direction_sines, expected, rtol=1e-12)
+    positions = tmp_path / "leds.csv"
+    positions.write_text("y,x\n0,0\n0.004,0\n0,-0.004\n")
+    from_csv = tmp_path / "csv.h5"
+    assert main(["simulate", *SMALL[:4], "--led-positions", str(positions), "--distance", "0.05",
+                 "--out", str(from_csv)]) == 0
+    np.testing.assert_allclose(read_measurement(from_csv).acquisition.direction_sines,
+                               direction_sines_from_leds(np.array([[0, 0], [0.004, 0], [0, -0.004]]), 0.05))
+    sines = np.array([[0.0, 0.0], [0.05, 0.02]])
+    np.save(tmp_path / "sines.npy", sines)
+    from_sines = tmp_path / "sines.h5"
+    assert main(["simulate", *SMALL[:4], "--direction-sines", str(tmp_path / "sines.npy"),
+                 "--out", str(from_sines)]) == 0
+    np.testing.assert_allclose(read_measurement(from_sines).acquisition.direction_sines, sines)
 
 
 def test_small_negatives_are_clipped_with_a_one_line_warning(tmp_path, capsys):
@@ -239,6 +309,12 @@ def damage(path, name, value=None):
             f[name] = value
 
 
+def replace_by_group(path, name):
+    with h5py.File(path, "r+") as f:
+        del f[name]
+        f.create_group(name)
+
+
 BAD_FILES = {
     "missing ptychogram": (lambda p: damage(p, "ptychogram"), "ptychogram: missing"),
     "wrong shape": (lambda p: damage(p, "ptychogram", np.ones((25, 256))), "ptychogram: expected 3 axes"),
@@ -251,6 +327,9 @@ BAD_FILES = {
     "NA >= 1": (lambda p: damage(p, "NA", 1.0), "NA: must lie in (0, 1)"),
     "truncated": (lambda p: p.write_bytes(p.read_bytes()[:3000]), "not a readable HDF5 file"),
     "not HDF5": (lambda p: p.write_text("frames,leds\n1,2\n"), "not a readable HDF5 file"),
+    "frame_type group": (lambda p: replace_by_group(p, "frame_type"), "frame_type: cannot be read"),
+    "float32 overflow": (lambda p: damage(p, "ptychogram", np.full((25, 16, 16), 1e39)), "overflow float32"),
+    "all zero": (lambda p: damage(p, "ptychogram", np.zeros((25, 16, 16), np.float32)), "all frames are zero"),
 }
 
 
@@ -280,7 +359,8 @@ def test_bad_measurement_file_exits_2_with_one_line(case, tmp_path, capsys):
     (["compare", "{tmp}/m.h5"], "m.h5: eigenvalues: missing (a measurement file"),
     (["sense", "--rank", "0"], "--rank must be an integer >= 1"),
     (["import", "{tmp}/m.h5", "--frame-type", "intensity", "--na", "0.1", "--magnification", "2",
-      "--pixel-size", "1e-6"], "m.h5"),
+      "--pixel-size", "1e-6"], "m.h5: illumination: no illumination"),
+    (["reconstruct", "{tmp}/m.h5", "--batch-size", "0"], "--batch-size must be a positive integer"),
 ])
 def test_bad_commands_exit_2_with_one_line(argv, expected, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)

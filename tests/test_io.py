@@ -176,3 +176,26 @@ def test_result_round_trip(tmp_path):
 def test_measurement_file_is_not_a_result(measurement_file):
     with pytest.raises(InputFileError, match="a measurement file"):
         read_result(measurement_file)
+
+
+def test_atomic_write_keeps_the_old_file_on_failure(tmp_path, small_acquisition):
+    import os
+
+    from ptycho_app.io import atomic_path
+
+    target = tmp_path / "out.h5"
+    write_measurement(target, np.ones((25, 16, 16)), small_acquisition)
+    before = target.read_bytes()
+    with pytest.raises(ValueError, match="frames have shape"):
+        write_measurement(target, np.ones((3, 16, 16)), small_acquisition)  # fails before opening
+    with pytest.raises(KeyboardInterrupt), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half written")
+        raise KeyboardInterrupt
+    assert target.read_bytes() == before and not list(tmp_path.glob("*.part"))
+    old = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "shared.txt") as tmp:
+            tmp.write_text("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "shared.txt").stat().st_mode & 0o777 == 0o644

@@ -177,7 +177,7 @@ def read_scalar(f, path, name, required=True, default=None, kind="number"):
         return default
     try:
         value = np.asarray(f[name][()])
-    except (OSError, TypeError, ValueError) as error:
+    except (AttributeError, KeyError, OSError, TypeError, ValueError) as error:
         raise InputFileError(path, f"cannot be read ({error})", field=name) from None
     if value.size != 1 or not np.issubdtype(value.dtype, np.number) or np.iscomplexobj(value):
         raise InputFileError(path, f"expected a real scalar {kind}, got shape {value.shape} {value.dtype}",
@@ -192,7 +192,7 @@ def read_array(f, path, name, ndim, dtype_kind="real"):
     """A dataset as an array, checked for number of axes, type and finiteness."""
     try:
         value = np.asarray(f[name][()])
-    except (OSError, TypeError, ValueError) as error:
+    except (AttributeError, KeyError, OSError, TypeError, ValueError) as error:
         raise InputFileError(path, f"cannot be read ({error})", field=name) from None
     if value.ndim != ndim:
         raise InputFileError(path, f"expected {ndim} axes, got shape {value.shape}", field=name)
@@ -209,7 +209,10 @@ def read_array(f, path, name, ndim, dtype_kind="real"):
 def read_text(f, path, name, default):
     if name not in f:
         return default
-    value = f[name][()]
+    try:
+        value = f[name][()]
+    except (AttributeError, OSError, TypeError, ValueError) as error:
+        raise InputFileError(path, f"cannot be read as a string ({type(error).__name__})", field=name) from None
     if isinstance(value, bytes):
         value = value.decode()
     if isinstance(value, np.ndarray) and value.size == 1:
@@ -280,7 +283,12 @@ def read_measurement(path) -> Measurement:
         if M != M2 or M < 2 or L < 1:
             raise InputFileError(path, f"expected (L, M, M) square frames, got shape {frames.shape}",
                                  field="ptychogram")
-        frames, notes = clip_negative_frames(frames.astype(np.float32), path)
+        if np.abs(frames).max() > np.finfo(np.float32).max:
+            raise InputFileError(path, "values overflow float32 (larger than 3.4e38)", field="ptychogram")
+        frames = frames.astype(np.float32)
+        frames, notes = clip_negative_frames(frames, path)
+        if not np.any(frames > 0):
+            raise InputFileError(path, "all frames are zero: there is no signal to reconstruct", field="ptychogram")
         optics = {}
         for name, key in (("wavelength", "wavelength"), ("camera_pixel", "dxd"),
                           ("magnification", "magnification"), ("na", "NA")):

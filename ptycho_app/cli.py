@@ -23,7 +23,7 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def add_solver_options(parser, rank_flag="--rank", iters=2000):
+def add_solver_options(parser, rank_flag="--rank", iters=5000):
     group = parser.add_argument_group("solver (normalized units, see docs/solvers.md)")
     group.add_argument("--solver", choices=("bm", "udu", "both"), default="both",
                        help="BM (X = U U^*), UDU (X = U D U^*) or both (default: %(default)s)")

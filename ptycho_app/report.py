@@ -17,7 +17,7 @@ from .io.results import Result, read_result
 RANK_TOLERANCE = 1e-6
 
 METRIC_COLUMNS = ("relative_error", "psnr", "ssim", "lambda2_over_lambda1", "numerical_rank", "relative_residual",
-                  "iterations", "seconds_per_iteration")
+                  "iterations", "seconds", "seconds_per_iteration")
 
 
 def physical_matrix(result: Result) -> np.ndarray:

@@ -117,8 +117,8 @@ def batch_table(device, repeats, batches=(1, 4, 16), rank=4, iterations=10):
         rows.append({"batch": batch, "batched_seconds_per_iteration": batched,
                      "sequential_seconds_per_iteration": batch * single,
                      "throughput_ratio": batch * single / batched})
-        print(f"  B = {batch:2d}: batched {batched * 1e3:8.2f} ms/iteration, sequential {batch * single * 1e3:8.2f} ms, "
-              f"ratio {batch * single / batched:.2f}", flush=True)
+        print(f"  B = {batch:2d}: batched {batched * 1e3:8.2f} ms/iteration, "
+              f"sequential {batch * single * 1e3:8.2f} ms, ratio {batch * single / batched:.2f}", flush=True)
     return rows
 
 
@@ -213,8 +213,8 @@ def markdown(report) -> str:
     if "iteration" in report:
         lines += ["## Iteration cost vs the FFT bound (complex64)", "",
                   "| method | rank | ms / iteration | FFT bound, ms | fft_bound / iteration |", "|---|---|---|---|---|"]
-        lines += [f"| {r['method']} | {r['rank']} | {r['seconds_per_iteration'] * 1e3:.2f} | {r['fft_bound'] * 1e3:.2f} "
-                  f"| {r['fft_bound_over_iteration']:.2f} |" for r in report["iteration"]]
+        lines += [f"| {r['method']} | {r['rank']} | {r['seconds_per_iteration'] * 1e3:.2f} | "
+                  f"{r['fft_bound'] * 1e3:.2f} | {r['fft_bound_over_iteration']:.2f} |" for r in report["iteration"]]
         lines.append("")
     if "batch" in report:
         lines += ["## Batch scaling (UDU, rank 4)", "",
@@ -225,7 +225,8 @@ def markdown(report) -> str:
         lines.append("")
     if "memory" in report:
         lines += ["## Peak memory (UDU, rank 8, 5 iterations, fresh process)", "",
-                  "| N | n = N^2 | peak RSS, MiB | added by the solver, MiB | U (n x r complex64), MiB | GPU peak, MiB |",
+                  "| N | n = N^2 | peak RSS, MiB | added by the solver, MiB | U (n x r complex64), MiB "
+                  "| GPU peak, MiB |",
                   "|---|---|---|---|---|---|"]
         lines += [f"| {r['grid_size']} | {r['n']} | {r['rss_peak'] / 2**20:.0f} | {r['solver_bytes'] / 2**20:.0f} | "
                   f"{r['factor_bytes'] / 2**20:.0f} | {r['gpu_peak'] / 2**20 if r['gpu_peak'] else 0:.0f} |"

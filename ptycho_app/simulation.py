@@ -32,8 +32,8 @@ def rescale_image(image, size, value_range) -> np.ndarray:
     (size, size) float64
     """
     image = np.asarray(image, dtype=np.float64)
-    if image.ndim == 3:
-        image = rgb2gray(image[..., :3])
+    if image.ndim == 3:  # colour: the mean of R, G and B
+        image = image[..., :3].mean(axis=2)
     image = resize(image, (size, size), anti_aliasing=True)
     low, high = value_range
     image = (image - image.min()) / max(image.max() - image.min(), 1e-12)

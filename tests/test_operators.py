@@ -98,3 +98,21 @@ def test_lifted_gradient_matches_autograd(name, operator):
     scale_U = U.grad.abs().max()
     assert (grad_U - U.grad).abs().max() <= 1e-10 * scale_U
     assert (grad_d - d.grad).abs().max() <= 1e-10 * d.grad.abs().max()
+
+
+def test_fp_buffered_hot_path_equals_the_generic_one(monkeypatch):
+    """LiftedFP's buffered residual_and_product (pupil support only, persistent buffers, automatic
+    frame blocks, BM's unit weights skipped) equals QuadraticLifted's plain version, call after call."""
+    import ptycho_app.lifting.fp as fp
+    from ptycho_app.lifting.quadratic import QuadraticLifted
+
+    operator = LiftedFP(tiny_acquisition(), dtype=torch.complex128)
+    monkeypatch.setattr(fp, "BLOCK_BYTES", 2 * 3 * 8 * 8 * 16 * 4)  # 4 frames per block
+    assert [b.stop - b.start for b in operator.work_blocks(2, 3)] == [4, 4, 1]
+    U, d = random_factors(operator.n, 3, 2, operator.dtype, seed=5)
+    b = torch.rand(2, *operator.measurement_shape, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    for weights in (d, torch.ones_like(d), d):
+        residual, GU = operator.residual_and_product(U, weights, b)
+        expected_residual, expected_GU = QuadraticLifted.residual_and_product(operator, U, weights, b)
+        assert torch.allclose(residual, expected_residual, rtol=1e-12, atol=1e-13)
+        assert torch.allclose(GU, expected_GU, rtol=1e-12, atol=1e-13 * expected_GU.abs().max())

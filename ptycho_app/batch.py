@@ -79,8 +79,9 @@ def earlier_results(group: list[Input], out_dir, options: SolverOptions, n: int)
         For a result of another input (sha256), another rank, or other step/radius settings.
     """
     earlier = []
-    for item in group:
-        path = result_path(out_dir, item.path, options.method)
+    methods, steps = options.methods(len(group)), options.steps(len(group))
+    for item, method, step in zip(group, methods, steps, strict=True):
+        path = result_path(out_dir, item.path, method)
         if not path.exists():
             earlier.append(None)
             continue
@@ -91,8 +92,10 @@ def earlier_results(group: list[Input], out_dir, options: SolverOptions, n: int)
         if result.U.shape != (n, options.rank):
             raise InputFileError(path, f"factors have shape {result.U.shape}, this run needs ({n}, {options.rank}) "
                                  "(use the same --rank)", field="factors/U")
+        wanted = {"step": step, "step_d": options.step_d if method == "udu" else None,
+                  "radius": options.radius if method == "udu" else None}
         for key in RESUME_MUST_MATCH:
-            old, new = result.attrs.get(key), getattr(options, key)
+            old, new = result.attrs.get(key), wanted[key]
             if old is not None and new is not None and not np.isclose(float(old), new, rtol=1e-6):
                 flag = "--" + key.replace("_", "-")
                 raise InputFileError(path, f"was run with {key} {float(old):g}; resume with {flag} {float(old):g} "
@@ -128,7 +131,9 @@ def results_from_state(state, group: list[Input], options: SolverOptions, earlie
     spectra = spectra.cpu().numpy()
     losses = state.losses.cpu().numpy()
     results = []
+    methods, steps = options.methods(len(group)), options.steps(len(group))
     for k, item in enumerate(group):
+        method, udu = methods[k], methods[k] == "udu"
         acquisition = item.measurement.acquisition
         truth = item.measurement.ground_truth
         before = earlier[k]
@@ -137,9 +142,9 @@ def results_from_state(state, group: list[Input], options: SolverOptions, earlie
             seed = int(before.attrs.get("seed", seed))
         ran = int(state.iterations[k])
         attrs = {
-            "problem": "fp", "solver": options.method, "rank": options.rank, "step": options.step,
-            "step_d": options.step_d if options.method == "udu" else None, "xi": options.xi,
-            "radius": options.radius if options.method == "udu" else None,
+            "problem": "fp", "solver": method, "rank": options.rank, "step": steps[k],
+            "step_d": options.step_d if udu else None, "xi": options.xi,
+            "radius": options.radius if udu else None,
             "iterations": (before.iterations if before is not None else 0) + ran, "run_iterations": ran,
             "seed": int(seed), "input_file": item.path.name, "input_sha256": item.sha256,
             "scale": float(state.scale[k]),
@@ -148,7 +153,7 @@ def results_from_state(state, group: list[Input], options: SolverOptions, earlie
             "device": str(device), "precision": precision, "interrupted": bool(interrupted),
             "pixel_size": float(acquisition.pixel_size_hr), "frame_type": item.measurement.frame_type,
             "relative_residual": float(state.relative_residual[k]),
-            "options": {**options.to_dict(), "seed": int(seed)},
+            "options": {**options.to_dict(), "method": method, "step": steps[k], "seed": int(seed)},
         }
         # the continued run re-evaluates the last iterate's loss: keep it once
         history = before.loss[:-1] if before is not None else np.zeros(0)
@@ -162,13 +167,14 @@ def results_from_state(state, group: list[Input], options: SolverOptions, earlie
 
 def solve_group(group: list[Input], options: SolverOptions, out_dir, device="auto", precision="single",
                 resume=False, progress=True, on_update=None) -> list[Path]:
-    """One batched solve of a group with one solver; writes one result file per input.
+    """One batched solve; writes one result file per problem (input and solver).
 
     Parameters
     ----------
     group : list of Input
-        Inputs sharing an acquisition.
+        The input of each problem (all sharing an acquisition); an input appears once per solver.
     options : SolverOptions
+        ``method`` may list one method per problem (BM and UDU side by side).
     out_dir : str or Path
     device, precision : str
     resume : bool
@@ -190,7 +196,10 @@ def solve_group(group: list[Input], options: SolverOptions, out_dir, device="aut
     operator = LiftedFP(acquisition, device=torch_device, dtype=dtype)
     earlier = earlier_results(group, out_dir, options, operator.n) if resume else [None] * len(group)
     init = resume_init(earlier, options, operator.n) if any(r is not None for r in earlier) else None
-    label = options.method.upper() + (f" x{len(group)}" if len(group) > 1 else f" {group[0].path.stem}")
+    methods = options.methods(len(group))
+    inputs = list(dict.fromkeys(item.path for item in group))
+    label = "+".join(dict.fromkeys(m.upper() for m in methods)) + (
+        f" x{len(inputs)}" if len(inputs) > 1 else f" {group[0].path.stem}")
     state, interrupted = None, False
     started = time.perf_counter()
     with tqdm(total=options.max_iters, desc=label, unit="it", disable=not progress, dynamic_ncols=True) as bar:
@@ -207,8 +216,8 @@ def solve_group(group: list[Input], options: SolverOptions, out_dir, device="aut
         raise NothingToSave
     results = results_from_state(state, group, options, earlier, torch_device, precision, interrupted)
     written = []
-    for item, result in zip(group, results, strict=True):
-        path = result_path(out_dir, item.path, options.method)
+    for item, method, result in zip(group, methods, results, strict=True):
+        path = result_path(out_dir, item.path, method)
         write_result(path, result)
         written.append(path)
     if progress:
@@ -239,14 +248,17 @@ def reconstruct_files(paths, solver="udu", out_dir="results", device="auto", pre
     position = {item.path: k for k, item in enumerate(inputs)}
     written = []
     for group in group_by_acquisition(inputs):
-        for first in range(0, len(group), batch_size):
-            chunk = group[first:first + batch_size]
+        per_solve = max(1, batch_size // len(methods))  # --batch-size counts problems (input x solver)
+        for first in range(0, len(group), per_solve):
+            chunk = group[first:first + per_solve]
             if progress and len(chunk) > 1:
                 tqdm.write(f"solving {len(chunk)} inputs with the same acquisition together: "
                            f"{', '.join(item.path.name for item in chunk)}")
             seeds = tuple(base_seed + position[item.path] for item in chunk)
-            for method in methods:
-                method_options = SolverOptions(**{**options, "method": method, "seed": seeds})
-                written += solve_group(chunk, method_options, out_dir, device, precision, resume, progress,
-                                       on_update)
+            # "both": BM and UDU of every input side by side in one batched solve, same random start
+            problems = [item for _ in methods for item in chunk]
+            solve_options = SolverOptions(**{**options, "method": tuple(m for m in methods for _ in chunk),
+                                             "seed": seeds * len(methods)})
+            written += solve_group(problems, solve_options, out_dir, device, precision, resume, progress,
+                                   on_update)
     return written

@@ -398,3 +398,18 @@ def test_blood_smear_tile_imports_and_reconstructs(tmp_path, capsys):
         assert result.attrs["relative_residual"] < 0.3  # from 1.0 at the small start
         assert result.loss[-1] < 0.1 * result.loss[0]
         assert np.all(np.diff(result.eigenvalues) <= 0) and result.object.shape == (128, 128)
+
+
+def test_both_solvers_run_side_by_side_in_one_batched_solve(tmp_path):
+    measurement = simulate(tmp_path)
+    calls = []
+    written = ptycho_app.batch.reconstruct_files([measurement], solver="both", out_dir=tmp_path / "both",
+                                                 progress=False, max_iters=100, on_update=calls.append)
+    assert [p.name for p in written] == ["small.bm.h5", "small.udu.h5"]
+    assert calls[-1].U.shape[0] == 2  # BM and UDU in one batch
+    for solver in ("bm", "udu"):
+        assert reconstruct(measurement, "--solver", solver, "--iters", "100", "--out", tmp_path / solver) == 0
+        together, alone = (read_result(tmp_path / d / f"small.{solver}.h5") for d in ("both", solver))
+        assert together.attrs["solver"] == solver and together.attrs["step"] == alone.attrs["step"]
+        np.testing.assert_allclose(together.loss, alone.loss, rtol=1e-4)
+        np.testing.assert_allclose(together.U, alone.U, rtol=1e-4, atol=1e-4 * np.abs(alone.U).max())

@@ -265,3 +265,20 @@ def test_elapsed_counts_solver_time_only(fp_problem, monkeypatch):
         states.append(state)
         clock["now"] += 100.0  # a slow consumer (a GUI redraw, say)
     assert [s.elapsed for s in states] == [0.0, 0.0, 0.0]
+
+
+def test_bm_and_udu_side_by_side_in_one_batch_equal_separate_solves(fp_problem):
+    """method=("bm", "udu"): each problem takes its own method and default step, as if solved alone."""
+    operator, b = fp_problem
+    mixed_options = SolverOptions(method=("bm", "udu", "udu", "bm"), rank=3, max_iters=150, seed=(1, 2, 3, 4))
+    assert mixed_options.step is None and mixed_options.steps(4) == (0.25, 0.05, 0.05, 0.25)
+    both = torch.cat([b, b])
+    mixed = solve(operator, both, mixed_options)
+    for k, method in enumerate(mixed_options.method):
+        alone = solve(operator, both[k:k + 1], SolverOptions(method=method, rank=3, max_iters=150, seed=(k + 1,)))
+        assert torch.allclose(mixed.U[k], alone.U[0], rtol=1e-9, atol=1e-12)
+        assert torch.allclose(mixed.d[k], alone.d[0], rtol=1e-9, atol=1e-12)
+        assert torch.allclose(mixed.losses[:, k], alone.losses[:, 0], rtol=1e-9)
+    assert torch.equal(mixed.d[[0, 3]], torch.ones(2, 3, dtype=mixed.d.dtype))  # BM keeps d = 1
+    with pytest.raises(ValueError, match="method must be one of"):
+        SolverOptions(method=("bm", "admm"))

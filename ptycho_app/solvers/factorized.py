@@ -161,8 +161,10 @@ def iterate(operator: LiftedOperator, b: torch.Tensor, options: SolverOptions, i
     batch = b.shape[0]
     tau, curvature = problem_scale(operator, b)
     b_normalized = b / tau.reshape(-1, *[1] * (b.dim() - 1))
-    step_u = (options.step / curvature)[:, None, None]
-    step_d = ((options.step_d or options.step) / curvature)[:, None]  # BM: unused
+    methods = options.methods(batch)
+    steps = torch.tensor(options.steps(batch), dtype=curvature.dtype, device=device)
+    step_u = (steps / curvature)[:, None, None]
+    step_d = ((options.step_d or options.step or 0.0) / curvature)[:, None]  # BM problems: unused
     norm_b = b_normalized.flatten(1).norm(dim=1)
 
     if init is None:
@@ -173,7 +175,9 @@ def iterate(operator: LiftedOperator, b: torch.Tensor, options: SolverOptions, i
         if U.shape != (batch, operator.n, U.shape[-1]) or d.shape != (batch, U.shape[-1]):
             raise ValueError(f"init factors have shapes {tuple(U.shape)}, {tuple(d.shape)}; "
                              f"expected (B={batch}, n={operator.n}, r) and (B, r)")
-    udu = options.method == "udu"
+    udu_mask = torch.tensor([m == "udu" for m in methods], device=device)  # (B,) per-problem method
+    udu = bool(udu_mask.any())
+    mixed = udu and not bool(udu_mask.all())
     max_iters, every = options.max_iters, options.yield_every
     losses = torch.empty(max_iters + 1, batch, dtype=operator.real_dtype, device=device)
     active = torch.ones(batch, dtype=torch.bool, device=device)  # problems still iterating
@@ -201,7 +205,7 @@ def iterate(operator: LiftedOperator, b: torch.Tensor, options: SolverOptions, i
                 since = last_good.iteration if last_good is not None else 0
                 raise SolverDivergedError(
                     f"loss of problem(s) {torch.nonzero(bad).flatten().tolist()} became non-finite "
-                    f"between iterations {since} and {k}: lower the step (now {options.step})",
+                    f"between iterations {since} and {k}: lower the step (now {options.steps(batch)[0]})",
                     last_good)
             if options.rel_tol > 0 and k > 0:
                 start = max(k - every, 0)
@@ -217,12 +221,15 @@ def iterate(operator: LiftedOperator, b: torch.Tensor, options: SolverOptions, i
             if done:
                 return
             resumed = time.perf_counter()
-        if udu:
+        if udu:  # BM problems of a mixed batch keep d = 1, so U - step 2 G U d is their step too
             grad_d = (U.conj() * GU).sum(dim=1).real
             U_next = U - step_u * 2 * GU * d[:, None, :]
-            norm_u = frobenius_norm(U_next)
-            U_next = U_next * (options.radius / norm_u).clamp(max=1)
+            shrink = (options.radius / frobenius_norm(U_next)).clamp(max=1)
             d_next = (d - step_d * grad_d).clamp_(min=0)
+            if mixed:
+                shrink = torch.where(udu_mask[:, None, None], shrink, torch.ones_like(shrink))
+                d_next = torch.where(udu_mask[:, None], d_next, d)
+            U_next = U_next * shrink
         else:
             U_next, d_next = U - step_u * 2 * GU, d
         if all_active:

@@ -27,9 +27,11 @@ class SolverOptions:
 
     Attributes
     ----------
-    method : {"bm", "udu"}
+    method : {"bm", "udu"} or sequence of them
         ``bm``: X = U U^* (Burer-Monteiro gradient descent); ``udu``: X = U D U^* with
-        ``||U||_F <= radius`` and ``D >= 0`` (projected gradient descent).
+        ``||U||_F <= radius`` and ``D >= 0`` (projected gradient descent). A sequence gives each
+        problem of a batch its own method, so BM and UDU can run side by side in one batched
+        solve (``step=None`` then takes each method's default).
     rank : int
         ``r``, number of factor columns.
     step : float or None
@@ -69,11 +71,16 @@ class SolverOptions:
     seed: int | tuple = 0
 
     def __post_init__(self):
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        methods = [self.method] if isinstance(self.method, str) else list(self.method)
+        if not methods or any(m not in METHODS for m in methods):
+            raise ValueError(f"method must be one of {METHODS} (or a list of them, one per problem), "
+                             f"got {self.method!r}")
+        if not isinstance(self.method, str):
+            self.method = tuple(methods)
         if self.step is None:
-            self.step = DEFAULT_STEP[self.method]
-        if self.step_d is None and self.method == "udu":
+            steps = {DEFAULT_STEP[m] for m in methods}
+            self.step = steps.pop() if len(steps) == 1 else None  # mixed: per-method defaults
+        if self.step_d is None and "udu" in methods:
             self.step_d = DEFAULT_STEP_D
         integers = {"rank": 1, "max_iters": 0, "yield_every": 1}
         for name, low in integers.items():
@@ -81,7 +88,8 @@ class SolverOptions:
             if not is_integer(value) or value < low:
                 raise ValueError(f"solver option {name} must be an integer >= {low}, got {value!r}")
             setattr(self, name, int(value))
-        positives = ["step", "xi", "radius"] + (["step_d"] if self.step_d is not None else [])
+        positives = (["step"] if self.step is not None else []) + ["xi", "radius"] + (
+            ["step_d"] if self.step_d is not None else [])
         for name in positives + ["rel_tol"]:
             value = getattr(self, name)
             low_ok = value >= 0 if name == "rel_tol" else value > 0
@@ -96,11 +104,24 @@ class SolverOptions:
         else:
             raise ValueError(f"solver option seed must be an integer or a list of integers, got {self.seed!r}")
 
+    def methods(self, batch: int) -> tuple:
+        """The method of each of ``batch`` problems."""
+        if isinstance(self.method, str):
+            return (self.method,) * batch
+        if len(self.method) != batch:
+            raise ValueError(f"got {len(self.method)} methods for a batch of {batch}")
+        return self.method
+
+    def steps(self, batch: int) -> tuple:
+        """The normalized U step of each problem (``step``, or each method's default)."""
+        return tuple(self.step if self.step is not None else DEFAULT_STEP[m] for m in self.methods(batch))
+
     def to_dict(self) -> dict:
         """Plain dict (for HDF5 attributes, CLI configs, GUI forms)."""
         values = asdict(self)
-        if isinstance(values["seed"], (list, tuple)):
-            values["seed"] = list(values["seed"])
+        for key in ("seed", "method"):
+            if isinstance(values[key], (list, tuple)):
+                values[key] = list(values[key])
         return values
 
     @classmethod

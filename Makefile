@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench napari clean
 
 setup:
 	VENV=$(VENV) bash scripts/setup.sh
@@ -12,6 +12,9 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest
+
+napari: setup
+	$(VENV)/bin/napari -w ptycho-app "FP reconstruction"
 
 bench: setup
 	$(PY) benchmarks/fp256.py

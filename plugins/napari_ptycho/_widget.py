@@ -1,0 +1,216 @@
+"""The "FP reconstruction" dock widget: BM, UDU or both, live, in a worker thread.
+
+The worker runs :func:`ptycho_app.live.live_reconstruction` (plain parameters in, plain data
+out); this widget only updates layers and plots when an update arrives, so the viewer stays
+responsive.  With "both", BM and UDU run in one batched solve and their layers sit side by side
+(BM left, UDU right; amplitude above phase).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
+from qtpy.QtWidgets import QFileDialog, QVBoxLayout, QWidget
+
+from . import LAYER_KEY
+
+COLORS = {"bm": "tab:blue", "udu": "tab:orange"}
+
+
+class ReconstructionWidget(QWidget):
+    """Dock widget: pick a measurement, set the solver, Run / Stop / Save; live layers and spectra."""
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
+        self.viewer = napari_viewer
+        self.worker = None
+        self.last_update = None
+        self.measurement = None
+        self.update_seconds = []  # time spent drawing each update (for the record)
+        self.form = Container(widgets=[
+            ComboBox(name="layer", label="measurement layer", choices=self._measurement_layers),
+            FileEdit(name="file", label="or file", mode="r", filter="*.h5 *.hdf5", value=""),
+            ComboBox(name="solver", choices=["both", "bm", "udu"], value="both"),
+            SpinBox(name="rank", value=4, min=1, max=64),
+            FloatSpinBox(name="step", label="step (0: default)", value=0.0, min=0.0, max=2.0, step=0.01),
+            FloatSpinBox(name="xi", value=1e-3, min=1e-6, max=10.0, step=1e-3),
+            FloatSpinBox(name="radius", value=0.5, min=0.01, max=100.0, step=0.1),
+            SpinBox(name="iterations", value=2000, min=1, max=1_000_000),
+            SpinBox(name="update_every", label="update interval", value=50, min=1, max=100_000),
+            ComboBox(name="device", choices=["auto", "cpu", "cuda"], value="auto"),
+            SpinBox(name="seed", value=0, min=0, max=2**31 - 1),
+        ])
+        self.form.xi.native.setDecimals(6)
+        self.run_button = PushButton(text="Run")
+        self.stop_button = PushButton(text="Stop", enabled=False)
+        self.save_button = PushButton(text="Save results", enabled=False)
+        self.status = Label(value="idle")
+        self.run_button.changed.connect(self.run)
+        self.stop_button.changed.connect(self.stop)
+        self.save_button.changed.connect(lambda: self.save())
+        controls = Container(widgets=[self.run_button, self.stop_button, self.save_button], layout="horizontal",
+                             labels=False)
+        self.figure = Figure(figsize=(4, 5), tight_layout=True)
+        self.spectrum_axes = self.figure.add_subplot(2, 1, 1)
+        self.loss_axes = self.figure.add_subplot(2, 1, 2)
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(320)
+        self.lines = {}
+        layout = QVBoxLayout(self)
+        for widget in (self.form.native, controls.native, self.status.native, self.canvas):
+            layout.addWidget(widget)
+        self.viewer.layers.events.inserted.connect(self.form.layer.reset_choices)
+        self.viewer.layers.events.removed.connect(self.form.layer.reset_choices)
+        self.form.layer.reset_choices()
+
+    # ---- inputs -------------------------------------------------------------------------------
+    def _measurement_layers(self, *_):
+        return [layer for layer in self.viewer.layers if LAYER_KEY in layer.metadata]
+
+    def parameters(self) -> dict:
+        """The solver parameters as plain values (what the worker gets; never widgets)."""
+        values = {name: getattr(self.form, name).value for name in
+                  ("solver", "rank", "step", "xi", "radius", "iterations", "update_every", "device", "seed")}
+        values["step"] = values["step"] or None
+        return values
+
+    def selected_measurement(self):
+        """The chosen file (if any) or layer's measurement, and a name for its layers."""
+        from ptycho_app.io.measurement import read_measurement
+
+        path = str(self.form.file.value or "")
+        if path not in ("", ".") and not Path(path).is_dir():  # an empty FileEdit reads as the cwd
+            return read_measurement(path), Path(path).stem
+        layer = self.form.layer.value
+        if layer is None:
+            raise ValueError("choose a measurement layer (File > Open Sample > ptycho-app) or a file")
+        return layer.metadata[LAYER_KEY], layer.name.removesuffix(" frames")
+
+    # ---- running --------------------------------------------------------------------------------
+    def run(self):
+        """Start a reconstruction in a worker thread (errors become notifications)."""
+        from napari.qt.threading import create_worker
+        from napari.utils.notifications import show_error
+
+        from ptycho_app.live import live_reconstruction
+
+        if self.worker is not None:
+            return
+        try:
+            self.measurement, self.name = self.selected_measurement()
+        except (ValueError, OSError) as error:
+            show_error(f"FP reconstruction: {error}")
+            self.status.value = f"error: {error}"
+            return
+        self.last_update = None
+        self.update_seconds = []
+        self.worker = create_worker(live_reconstruction, self.measurement, **self.parameters(),
+                                    _start_thread=False)
+        self.worker.yielded.connect(self.show_update)
+        self.worker.errored.connect(self.show_error)
+        self.worker.finished.connect(self.finished)
+        self.run_button.enabled, self.stop_button.enabled, self.save_button.enabled = False, True, False
+        self.status.value = "starting..."
+        self.worker.start()
+
+    def stop(self):
+        """End the run between iterations; the last update stays on screen and can be saved."""
+        if self.worker is not None:
+            self.worker.quit()
+            self.status.value = f"stopping... ({self.status.value})"
+
+    def finished(self):
+        self.worker = None
+        self.run_button.enabled, self.stop_button.enabled = True, False
+        self.save_button.enabled = self.last_update is not None
+        if self.last_update is not None:
+            self.status.value = "finished: " + self.status.value.removeprefix("stopping... (").rstrip(")")
+
+    def show_error(self, error):
+        from napari.utils.notifications import show_error
+
+        show_error(f"FP reconstruction: {error}")
+        self.status.value = f"error: {error}"
+
+    # ---- drawing --------------------------------------------------------------------------------
+    def show_update(self, update):
+        """Update layers in place (added on the first update), the spectra and the loss curves."""
+        started = time.perf_counter()
+        self.last_update = update
+        a = self.measurement.acquisition
+        pixel = a.pixel_size_hr * 1e6
+        N = a.grid_size
+        added = False
+        for column, (method, view) in enumerate(update.solvers.items()):
+            for row, (kind, image) in enumerate((("amplitude", view.amplitude), ("phase", view.phase))):
+                name = f"{self.name} {method.upper()} {kind}"
+                if name in self.viewer.layers:
+                    layer = self.viewer.layers[name]
+                    layer.data = image
+                    if kind == "amplitude":  # the amplitude grows from the small start: follow it
+                        layer.contrast_limits = (0.0, max(float(image.max()), 1e-12))
+                else:
+                    options = {"colormap": "twilight", "contrast_limits": (-np.pi, np.pi)} if kind == "phase" else {
+                        "colormap": "gray", "contrast_limits": (0.0, max(float(image.max()), 1e-12))}
+                    self.viewer.add_image(image, name=name, scale=(pixel, pixel),
+                                          translate=(row * 1.05 * N * pixel, column * 1.05 * N * pixel), **options)
+                    added = True
+        for layer in self.viewer.layers:
+            if LAYER_KEY in layer.metadata:
+                layer.visible = False  # the frames would sit under the reconstructions
+        if added:
+            self.viewer.reset_view()
+        self._plot(update)
+        losses = ", ".join(f"{m.upper()} {v.losses[-1]:.3e}" for m, v in update.solvers.items())
+        self.status.value = f"iteration {update.iteration}: loss {losses}; {update.seconds:.1f} s"
+        self.update_seconds.append(time.perf_counter() - started)
+
+    def _plot(self, update):
+        for method, view in update.solvers.items():
+            values = np.maximum(view.eigenvalues / max(view.eigenvalues[0], 1e-300), 1e-17)
+            if method not in self.lines:
+                color = COLORS.get(method)
+                spectrum, = self.spectrum_axes.semilogy([], [], "o-", color=color, label=method.upper())
+                loss, = self.loss_axes.loglog([], [], color=color, label=method.upper())
+                self.lines[method] = (spectrum, loss)
+            spectrum, loss = self.lines[method]
+            spectrum.set_data(np.arange(1, len(values) + 1), values)
+            loss.set_data(np.arange(1, len(view.losses) + 1), view.losses)
+        self.spectrum_axes.set_title("eigenvalues of X / lambda_1")
+        self.loss_axes.set_title("loss")
+        for axes in (self.spectrum_axes, self.loss_axes):
+            axes.relim()
+            axes.autoscale_view()
+            axes.legend(loc="upper right", fontsize="small")
+        self.canvas.draw_idle()
+
+    def current_eigenvalues(self) -> dict:
+        """``method -> eigenvalues / lambda_1`` as drawn in the spectrum plot."""
+        return {method: lines[0].get_ydata() for method, lines in self.lines.items()}
+
+    # ---- saving ---------------------------------------------------------------------------------
+    def save(self, folder=None) -> list:
+        """Write the last update in the CLI's result layout (``<folder>/<name>.<solver>.h5``)."""
+        from napari.utils.notifications import show_error, show_info
+
+        from ptycho_app.live import save_live_results
+
+        if self.last_update is None:
+            return []
+        if folder is None:
+            folder = QFileDialog.getExistingDirectory(self, "Save results to folder")
+            if not folder:
+                return []
+        try:
+            written = save_live_results(self.last_update, self.measurement, folder, name=self.name)
+        except (ValueError, OSError) as error:
+            show_error(f"FP reconstruction: cannot save: {error}")
+            return []
+        show_info("saved " + ", ".join(p.name for p in written))
+        return written

@@ -1,0 +1,115 @@
+"""The napari plugin under Xvfb (pytest-xvfb): manifest, reader, sample, and a live run of the widget."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+napari = pytest.importorskip("napari", reason="napari is not installed (pip install -e '.[napari]')")
+
+from ptycho_app.cli import main  # noqa: E402
+from ptycho_app.io.results import read_result  # noqa: E402
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+
+def test_manifest_validates_and_napari_finds_the_contributions():
+    import npe2
+
+    manager = npe2.PluginManager.instance()
+    manager.discover()
+    manifest = manager.get_manifest("ptycho-app")
+    npe2.PluginManifest.validate(manifest)
+    assert [r.command for r in manifest.contributions.readers] == ["ptycho-app.get_reader"]
+    assert [s.key for s in manifest.contributions.sample_data] == ["fp_simulation"]
+    assert [w.display_name for w in manifest.contributions.widgets] == ["FP reconstruction"]
+    readers = [r.command for r in manager.iter_compatible_readers(["x.h5"])]
+    assert "ptycho-app.get_reader" in readers
+
+
+def test_reader_opens_measurements_and_results(tmp_path, make_napari_viewer):
+    measurement = tmp_path / "tile.h5"
+    assert main(["simulate", "--out", str(measurement), "--frame-size", "16", "--upsample", "2", "--leds", "5"]) == 0
+    assert main(["reconstruct", str(measurement), "--solver", "udu", "--iters", "20", "--no-progress",
+                 "--out", str(tmp_path / "r")]) == 0
+    viewer = make_napari_viewer()
+    frames = viewer.open(str(measurement), plugin="ptycho-app")
+    assert frames[0].data.shape == (25, 16, 16) and frames[0].scale[1] == pytest.approx(1.625)  # um at the sample
+    result_layers = viewer.open(str(tmp_path / "r" / "tile.udu.h5"), plugin="ptycho-app")
+    assert [layer.name for layer in result_layers] == ["tile UDU amplitude", "tile UDU phase"]
+    stored = read_result(tmp_path / "r" / "tile.udu.h5").object
+    np.testing.assert_allclose(result_layers[0].data, np.abs(stored))
+    assert result_layers[0].scale[0] == pytest.approx(1.625 / 2)
+
+
+def wait_for_worker(qtbot, widget, timeout=120_000):
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=timeout)
+
+
+def test_live_reconstruction_updates_layers_spectra_and_stops(make_napari_viewer, qtbot, tmp_path):
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1400, 900)
+    viewer.open_sample("ptycho-app", "fp_simulation")
+    _, widget = viewer.window.add_plugin_dock_widget("ptycho-app", "FP reconstruction")
+    assert widget.form.layer.value.name == "simulated frames"
+    widget.form.iterations.value, widget.form.update_every.value, widget.form.device.value = 600, 100, "cpu"
+    seen = []
+
+    def record(update):
+        seen.append({name: (id(viewer.layers[name]), viewer.layers[name].data.copy())
+                     for name in ("simulated BM amplitude", "simulated UDU phase")})
+
+    widget.run()
+    widget.worker.yielded.connect(record)  # after the widget's own slot: sees the updated layers
+    wait_for_worker(qtbot, widget)
+    assert widget.last_update.iteration == 600 and len(seen) == 6
+    for name in ("simulated BM amplitude", "simulated BM phase", "simulated UDU amplitude", "simulated UDU phase"):
+        assert viewer.layers[name].data.shape == (64, 64)
+    # updated in place: the same layer objects, new data at every update
+    for name in seen[0]:
+        assert len({ids for ids, _ in (s[name] for s in seen)}) == 1
+        assert not np.allclose(seen[0][name][1], seen[-1][name][1])
+    # the spectrum plot holds the current eigenvalues of both solvers
+    for method, view in widget.last_update.solvers.items():
+        expected = np.maximum(view.eigenvalues / view.eigenvalues[0], 1e-17)
+        np.testing.assert_allclose(widget.current_eigenvalues()[method], expected)
+    udu = widget.last_update.solvers["udu"].eigenvalues
+    assert udu[1] / udu[0] < 1e-3  # UDU's spectrum already falls, as the CLI shows
+    written = widget.save(tmp_path)
+    assert sorted(p.name for p in written) == ["simulated.bm.h5", "simulated.udu.h5"]
+    assert read_result(tmp_path / "simulated.udu.h5").iterations == 600
+    # screenshot of the whole window after the run, kept as an artifact
+    image = viewer.screenshot(canvas_only=False, flash=False)
+    ARTIFACTS.mkdir(exist_ok=True)
+    from skimage.io import imsave
+
+    imsave(ARTIFACTS / "napari-live-run.png", image, check_contrast=False)
+    import json
+
+    (ARTIFACTS / "napari-live-run.json").write_text(json.dumps({
+        "update_draw_seconds": widget.update_seconds, "solver_seconds": widget.last_update.seconds,
+        "iterations": widget.last_update.iteration, "updates": len(seen)}, indent=1))
+    grey = image[..., :3].mean(axis=2)
+    assert image.shape[0] > 400 and grey.std() > 20 and len(np.unique(image[..., :3].reshape(-1, 3), axis=0)) > 500
+
+    # Stop: a long run ends between iterations and keeps its last state
+    widget.form.iterations.value, widget.form.update_every.value = 1_000_000, 20
+    widget.run()
+    qtbot.waitUntil(lambda: widget.last_update is not None and widget.last_update.iteration >= 40, timeout=60_000)
+    widget.stop()
+    wait_for_worker(qtbot, widget, timeout=30_000)
+    assert 40 <= widget.last_update.iteration < 1_000_000 and widget.status.value.startswith("finished")
+    assert widget.save_button.enabled
+
+
+def test_errors_become_notifications_not_a_frozen_viewer(make_napari_viewer, tmp_path, qtbot):
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("ptycho-app", "FP reconstruction")
+    bad = tmp_path / "bad.h5"
+    bad.write_text("not HDF5")
+    widget.form.file.value = bad
+    widget.run()
+    assert widget.worker is None and widget.status.value.startswith("error:") and "bad.h5" in widget.status.value
+    widget.form.file.value = ""
+    widget.run()  # no layer, no file
+    assert widget.worker is None and "choose a measurement layer" in widget.status.value

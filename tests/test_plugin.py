@@ -113,3 +113,15 @@ def test_errors_become_notifications_not_a_frozen_viewer(make_napari_viewer, tmp
     widget.form.file.value = ""
     widget.run()  # no layer, no file
     assert widget.worker is None and "choose a measurement layer" in widget.status.value
+
+
+def test_divergence_becomes_a_notification(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    viewer.open_sample("ptycho-app", "fp_simulation")
+    _, widget = viewer.window.add_plugin_dock_widget("ptycho-app", "FP reconstruction")
+    widget.form.solver.value, widget.form.step.value, widget.form.device.value = "bm", 2.0, "cpu"
+    widget.form.iterations.value, widget.form.update_every.value = 2000, 10
+    widget.run()
+    wait_for_worker(qtbot, widget, timeout=60_000)
+    assert widget.status.value.startswith("error:") and "non-finite" in widget.status.value
+    assert widget.run_button.enabled and not widget.stop_button.enabled

@@ -20,6 +20,21 @@ from . import LAYER_KEY
 COLORS = {"bm": "tab:blue", "udu": "tab:orange"}
 
 
+class ReconstructionError(Exception):
+    """A solver error, re-raised as a plain Exception: napari's generator workers swallow
+    RuntimeErrors (taking them for a deleted Qt object) and would never report them."""
+
+
+def guarded_reconstruction(measurement, **parameters):
+    """:func:`ptycho_app.live.live_reconstruction`, with RuntimeErrors (divergence) made reportable."""
+    from ptycho_app.live import live_reconstruction
+
+    try:
+        yield from live_reconstruction(measurement, **parameters)
+    except RuntimeError as error:
+        raise ReconstructionError(str(error)) from error
+
+
 class ReconstructionWidget(QWidget):
     """Dock widget: pick a measurement, set the solver, Run / Stop / Save; live layers and spectra."""
 
@@ -98,8 +113,6 @@ class ReconstructionWidget(QWidget):
         from napari.qt.threading import create_worker
         from napari.utils.notifications import show_error
 
-        from ptycho_app.live import live_reconstruction
-
         if self.worker is not None:
             return
         try:
@@ -110,8 +123,8 @@ class ReconstructionWidget(QWidget):
             return
         self.last_update = None
         self.update_seconds = []
-        self.worker = create_worker(live_reconstruction, self.measurement, **self.parameters(),
-                                    _start_thread=False)
+        self.worker = create_worker(guarded_reconstruction, self.measurement, **self.parameters(),
+                                    _start_thread=False, _ignore_errors=True)  # errors: show_error
         self.worker.yielded.connect(self.show_update)
         self.worker.errored.connect(self.show_error)
         self.worker.finished.connect(self.finished)

@@ -98,8 +98,12 @@ def live_reconstruction(measurement: Measurement, solver="both", rank=4, step=No
 
 
 def save_live_results(update: LiveUpdate, measurement: Measurement, out_dir, name="measurement",
-                      precision="single", device="cpu") -> list[Path]:
-    """Write an update's state in the CLI's result layout: ``<out_dir>/<name>.<solver>.h5``."""
+                      precision="single", device="auto", interrupted=False) -> list[Path]:
+    """Write an update's state in the CLI's result layout: ``<out_dir>/<name>.<solver>.h5``.
+
+    ``interrupted``: the run was stopped or failed before its last iteration (recorded as in the
+    CLI's Ctrl-C results).
+    """
     from .io.measurement import file_sha256
 
     state = update.state
@@ -107,7 +111,8 @@ def save_live_results(update: LiveUpdate, measurement: Measurement, out_dir, nam
     source = measurement.path if measurement.path is not None else Path(f"{name}.h5")
     sha = file_sha256(source) if measurement.path is not None and Path(source).exists() else ""
     item = Input(Path(source), measurement, sha)
-    results = results_from_state(state, [item] * len(methods), update.options, [None] * len(methods), device, precision)
+    results = results_from_state(state, [item] * len(methods), update.options, [None] * len(methods),
+                                 resolve_device(device), precision, interrupted)
     written = []
     for method, result in zip(methods, results, strict=True):
         path = result_path(out_dir, source, method)

@@ -54,21 +54,25 @@ def test_live_reconstruction_updates_layers_spectra_and_stops(make_napari_viewer
     assert widget.form.layer.value.name == "simulated frames"
     widget.form.iterations.value, widget.form.update_every.value, widget.form.device.value = 600, 100, "cpu"
     seen = []
+    draw = widget.show_update
 
-    def record(update):
+    def record(update):  # the widget's own slot, then a look at the layers it updated
+        draw(update)
         seen.append({name: (id(viewer.layers[name]), viewer.layers[name].data.copy())
                      for name in ("simulated BM amplitude", "simulated UDU phase")})
 
+    widget.show_update = record
     widget.run()
-    widget.worker.yielded.connect(record)  # after the widget's own slot: sees the updated layers
     wait_for_worker(qtbot, widget)
+    widget.show_update = draw
     assert widget.last_update.iteration == 600 and len(seen) == 6
     for name in ("simulated BM amplitude", "simulated BM phase", "simulated UDU amplitude", "simulated UDU phase"):
         assert viewer.layers[name].data.shape == (64, 64)
     # updated in place: the same layer objects, new data at every update
     for name in seen[0]:
         assert len({ids for ids, _ in (s[name] for s in seen)}) == 1
-        assert not np.allclose(seen[0][name][1], seen[-1][name][1])
+        for before, after in zip(seen[:-1], seen[1:], strict=True):
+            assert not np.allclose(before[name][1], after[name][1])
     # the spectrum plot holds the current eigenvalues of both solvers
     for method, view in widget.last_update.solvers.items():
         expected = np.maximum(view.eigenvalues / view.eigenvalues[0], 1e-17)
@@ -91,6 +95,8 @@ def test_live_reconstruction_updates_layers_spectra_and_stops(make_napari_viewer
         "iterations": widget.last_update.iteration, "updates": len(seen)}, indent=1))
     grey = image[..., :3].mean(axis=2)
     assert image.shape[0] > 400 and grey.std() > 20 and len(np.unique(image[..., :3].reshape(-1, 3), axis=0)) > 500
+    canvas = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(float)
+    assert canvas.std() > 20 and (canvas.mean(axis=2) > 30).mean() > 0.3  # the reconstructions, not black
 
     # Stop: a long run ends between iterations and keeps its last state
     widget.form.iterations.value, widget.form.update_every.value = 1_000_000, 20
@@ -98,8 +104,17 @@ def test_live_reconstruction_updates_layers_spectra_and_stops(make_napari_viewer
     qtbot.waitUntil(lambda: widget.last_update is not None and widget.last_update.iteration >= 40, timeout=60_000)
     widget.stop()
     wait_for_worker(qtbot, widget, timeout=30_000)
-    assert 40 <= widget.last_update.iteration < 1_000_000 and widget.status.value.startswith("finished")
+    assert 40 <= widget.last_update.iteration < 1_000_000 and widget.status.value.startswith("stopped")
     assert widget.save_button.enabled
+    stopped = widget.save(tmp_path / "stopped")
+    assert all(read_result(p).attrs["interrupted"] for p in stopped)
+
+    # a second run (BM only) replaces the first run's layers and curves
+    widget.form.solver.value, widget.form.iterations.value = "bm", 40
+    widget.run()
+    wait_for_worker(qtbot, widget)
+    assert "simulated UDU amplitude" not in viewer.layers and "simulated BM amplitude" in viewer.layers
+    assert list(widget.current_eigenvalues()) == ["bm"] and widget.last_update.iteration == 40
 
 
 def test_errors_become_notifications_not_a_frozen_viewer(make_napari_viewer, tmp_path, qtbot):
@@ -125,3 +140,15 @@ def test_divergence_becomes_a_notification(make_napari_viewer, qtbot):
     wait_for_worker(qtbot, widget, timeout=60_000)
     assert widget.status.value.startswith("error:") and "non-finite" in widget.status.value
     assert widget.run_button.enabled and not widget.stop_button.enabled
+
+
+def test_closing_the_widget_stops_its_run(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    viewer.open_sample("ptycho-app", "fp_simulation")
+    dock, widget = viewer.window.add_plugin_dock_widget("ptycho-app", "FP reconstruction")
+    widget.form.iterations.value, widget.form.update_every.value, widget.form.device.value = 1_000_000, 20, "cpu"
+    widget.run()
+    qtbot.waitUntil(lambda: widget.last_update is not None, timeout=60_000)
+    widget.close()
+    wait_for_worker(qtbot, widget, timeout=30_000)
+    assert widget.last_update.iteration < 1_000_000

@@ -48,6 +48,9 @@ class ReconstructionWidget(QWidget):
         self.last_update = None
         self.measurement = None
         self.update_seconds = []  # time spent drawing each update (for the record)
+        self.run_layers = {}  # (method, kind) -> the layers this widget created for the current run
+        self.run_parameters = {}
+        self.outcome = "idle"  # running, stopped, finished or error
         self.form = Container(widgets=[
             ComboBox(name="layer", label="measurement layer", choices=self._measurement_layers),
             FileEdit(name="file", label="or file", mode="r", filter="*.h5 *.hdf5", value=""),
@@ -123,7 +126,10 @@ class ReconstructionWidget(QWidget):
             return
         self.last_update = None
         self.update_seconds = []
-        self.worker = create_worker(guarded_reconstruction, self.measurement, **self.parameters(),
+        self._clear_previous_run()
+        self.run_parameters = self.parameters()
+        self.outcome = "running"
+        self.worker = create_worker(guarded_reconstruction, self.measurement, **self.run_parameters,
                                     _start_thread=False, _ignore_errors=True)  # errors: show_error
         self.worker.yielded.connect(self.show_update)
         self.worker.errored.connect(self.show_error)
@@ -132,24 +138,52 @@ class ReconstructionWidget(QWidget):
         self.status.value = "starting..."
         self.worker.start()
 
+    def _clear_previous_run(self):
+        """A new run replaces the previous run's layers and curves (save results first to keep them)."""
+        for layer in self.run_layers.values():
+            if layer in self.viewer.layers:
+                self.viewer.layers.remove(layer)
+        self.run_layers = {}
+        for axes in (self.spectrum_axes, self.loss_axes):
+            axes.cla()
+        self.lines = {}
+        self.canvas.draw_idle()
+
     def stop(self):
-        """End the run between iterations; the last update stays on screen and can be saved."""
+        """End the run at the next update (between iterations); the last state stays and can be saved."""
         if self.worker is not None:
+            self.outcome = "stopped"
             self.worker.quit()
-            self.status.value = f"stopping... ({self.status.value})"
+            self.status.value = "stopping at the next update..."
 
     def finished(self):
         self.worker = None
         self.run_button.enabled, self.stop_button.enabled = True, False
         self.save_button.enabled = self.last_update is not None
-        if self.last_update is not None:
-            self.status.value = "finished: " + self.status.value.removeprefix("stopping... (").rstrip(")")
+        if self.outcome == "running":
+            self.outcome = "finished"
+        if self.outcome in ("finished", "stopped") and self.last_update is not None:
+            self.status.value = f"{self.outcome}: {self.progress_text(self.last_update)}"
 
     def show_error(self, error):
         from napari.utils.notifications import show_error
 
+        self.outcome = "error"
         show_error(f"FP reconstruction: {error}")
         self.status.value = f"error: {error}"
+
+    def closeEvent(self, event):  # noqa: N802 (Qt's name)
+        """Closing the widget ends its run and its connections to the viewer."""
+        if self.worker is not None:
+            self.worker.quit()
+        for emitter in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
+            emitter.disconnect(self.form.layer.reset_choices)
+        super().closeEvent(event)
+
+    @staticmethod
+    def progress_text(update) -> str:
+        losses = ", ".join(f"{m.upper()} {v.losses[-1]:.3e}" for m, v in update.solvers.items())
+        return f"iteration {update.iteration}: loss {losses}; {update.seconds:.1f} s"
 
     # ---- drawing --------------------------------------------------------------------------------
     def show_update(self, update):
@@ -163,25 +197,26 @@ class ReconstructionWidget(QWidget):
         for column, (method, view) in enumerate(update.solvers.items()):
             for row, (kind, image) in enumerate((("amplitude", view.amplitude), ("phase", view.phase))):
                 name = f"{self.name} {method.upper()} {kind}"
-                if name in self.viewer.layers:
-                    layer = self.viewer.layers[name]
+                layer = self.run_layers.get((method, kind))
+                if layer is not None and layer in self.viewer.layers:
                     layer.data = image
                     if kind == "amplitude":  # the amplitude grows from the small start: follow it
                         layer.contrast_limits = (0.0, max(float(image.max()), 1e-12))
                 else:
                     options = {"colormap": "twilight", "contrast_limits": (-np.pi, np.pi)} if kind == "phase" else {
                         "colormap": "gray", "contrast_limits": (0.0, max(float(image.max()), 1e-12))}
-                    self.viewer.add_image(image, name=name, scale=(pixel, pixel),
-                                          translate=(row * 1.05 * N * pixel, column * 1.05 * N * pixel), **options)
+                    self.run_layers[(method, kind)] = self.viewer.add_image(
+                        image, name=name, scale=(pixel, pixel),
+                        translate=(row * 1.05 * N * pixel, column * 1.05 * N * pixel), **options)
                     added = True
-        for layer in self.viewer.layers:
-            if LAYER_KEY in layer.metadata:
-                layer.visible = False  # the frames would sit under the reconstructions
         if added:
+            for layer in self.viewer.layers:
+                if LAYER_KEY in layer.metadata:
+                    layer.visible = False  # the frames would sit under the reconstructions
             self.viewer.reset_view()
         self._plot(update)
-        losses = ", ".join(f"{m.upper()} {v.losses[-1]:.3e}" for m, v in update.solvers.items())
-        self.status.value = f"iteration {update.iteration}: loss {losses}; {update.seconds:.1f} s"
+        if self.outcome == "running":
+            self.status.value = self.progress_text(update)
         self.update_seconds.append(time.perf_counter() - started)
 
     def _plot(self, update):
@@ -221,7 +256,9 @@ class ReconstructionWidget(QWidget):
             if not folder:
                 return []
         try:
-            written = save_live_results(self.last_update, self.measurement, folder, name=self.name)
+            written = save_live_results(self.last_update, self.measurement, folder, name=self.name,
+                                        device=self.run_parameters.get("device", "auto"),
+                                        interrupted=self.outcome != "finished")
         except (ValueError, OSError) as error:
             show_error(f"FP reconstruction: cannot save: {error}")
             return []

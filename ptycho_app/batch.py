@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .analysis import factor_eigh, leading_vector
+from .analysis import factor_eigh, leading_from_eigh
 from .device import resolve_device, resolve_dtype
 from .io.errors import InputFileError
 from .io.measurement import Measurement, acquisition_key, file_sha256, read_measurement
@@ -124,9 +124,10 @@ def results_from_state(state, group: list[Input], options: SolverOptions, earlie
     """
     U = state.U.to(torch.complex128)
     weights = state.physical_weights().to(torch.float64)
-    values = factor_eigh(U, weights)[0].cpu().numpy()
+    values, vectors = factor_eigh(U, weights)
     N = group[0].measurement.acquisition.grid_size
-    spectra = leading_vector(U, weights).reshape(-1, N, N)
+    spectra = leading_from_eigh(values, vectors).reshape(-1, N, N)
+    values = values.cpu().numpy()
     objects = spectrum_to_object(spectra).cpu().numpy()
     spectra = spectra.cpu().numpy()
     losses = state.losses.cpu().numpy()

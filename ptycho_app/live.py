@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .analysis import factor_eigh, leading_vector
+from .analysis import factor_eigh, leading_from_eigh
 from .batch import Input, results_from_state
 from .device import resolve_device, resolve_dtype
 from .io.measurement import Measurement
@@ -86,8 +86,9 @@ def live_reconstruction(measurement: Measurement, solver="both", rank=4, step=No
     for state in iterate(operator, b, options):
         U = state.U.to(torch.complex128)
         weights = state.physical_weights().to(torch.float64)
-        values = factor_eigh(U, weights)[0].cpu().numpy()
-        objects = spectrum_to_object(leading_vector(U, weights).reshape(-1, N, N)).cpu().numpy()
+        values, vectors = factor_eigh(U, weights)
+        objects = spectrum_to_object(leading_from_eigh(values, vectors).reshape(-1, N, N)).cpu().numpy()
+        values = values.cpu().numpy()
         losses = state.losses.cpu().numpy()
         views = {}
         for k, method in enumerate(methods):

@@ -41,19 +41,28 @@ def comparison_figure(path, truth, results, title=""):
             ax.set_yticks([])
     fig.colorbar(image, ax=axes[0, len(rows) - 1], fraction=0.046)
     fig.colorbar(phase, ax=axes[1, len(rows) - 1], fraction=0.046)
-    spectrum_ax, loss_ax = axes[0, -1], axes[1, -1]
+    draw_spectra_and_losses(axes[0, -1], axes[1, -1], results)
+    axes[0, -1].axhline(1e-16, color="0.7", lw=0.8, ls=":")
+    save_figure(fig, path, title)
+
+
+def draw_spectra_and_losses(spectrum_ax, loss_ax, results, marker_size=None):
+    """Eigenvalues / lambda_1 (log scale) and loss curves (log-log) of each result."""
     for label, r in results.items():
         values = np.asarray(r["eigenvalues"], dtype=np.float64)
         relative = np.maximum(values / values.max(), 1e-17)
-        spectrum_ax.semilogy(np.arange(1, len(values) + 1), relative, "o-", label=label)
+        spectrum_ax.semilogy(np.arange(1, len(values) + 1), relative, "o-", ms=marker_size, label=label)
         loss_ax.loglog(np.arange(1, len(r["losses"]) + 1), r["losses"], label=label)
     spectrum_ax.set_title("eigenvalues of X / lambda_1")
     spectrum_ax.set_xlabel("index")
-    spectrum_ax.axhline(1e-16, color="0.7", lw=0.8, ls=":")
     spectrum_ax.legend()
     loss_ax.set_title("loss 1/2 ||A(X) - b||^2")
     loss_ax.set_xlabel("iteration")
     loss_ax.legend()
+
+
+def save_figure(fig, path, title=""):
+    """Title, tight layout, PNG written atomically, figure closed."""
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -73,20 +82,5 @@ def spectra_figure(path, results, title=""):
     title : str
     """
     fig, (spectrum_ax, loss_ax) = plt.subplots(1, 2, figsize=(9, 3.8))
-    for label, r in results.items():
-        values = np.asarray(r["eigenvalues"], dtype=np.float64)
-        relative = np.maximum(values / values.max(), 1e-17)
-        spectrum_ax.semilogy(np.arange(1, len(values) + 1), relative, "o-", ms=3, label=label)
-        loss_ax.loglog(np.arange(1, len(r["losses"]) + 1), r["losses"], label=label)
-    spectrum_ax.set_title("eigenvalues of X / lambda_1")
-    spectrum_ax.set_xlabel("index")
-    spectrum_ax.legend()
-    loss_ax.set_title("loss 1/2 ||A(X) - b||^2")
-    loss_ax.set_xlabel("iteration")
-    loss_ax.legend()
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    draw_spectra_and_losses(spectrum_ax, loss_ax, results, marker_size=3)
+    save_figure(fig, path, title)

@@ -50,7 +50,11 @@ def leading_vector(U: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
     -------
     (B, n)
     """
-    values, vectors = factor_eigh(U, d)
+    return leading_from_eigh(*factor_eigh(U, d))
+
+
+def leading_from_eigh(values: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+    """``sqrt(lambda_1)`` times the top eigenvector, from :func:`factor_eigh`'s output: (B, n)."""
     return vectors[..., 0] * values[:, :1].clamp_min(0).sqrt().to(vectors.dtype)
 
 

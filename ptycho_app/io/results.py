@@ -74,12 +74,6 @@ class Result:
     def iterations(self) -> int:
         return int(self.attrs.get("iterations", len(self.loss) - 1))
 
-    @property
-    def label(self) -> str:
-        """``<input stem> <SOLVER>`` for tables and figures."""
-        stem = Path(str(self.attrs.get("input_file", "?"))).stem
-        return f"{stem} {self.solver.upper()}"
-
 
 def result_path(out_dir, input_path, solver) -> Path:
     """``<out_dir>/<input stem>.<solver>.h5``."""

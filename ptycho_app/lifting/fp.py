@@ -95,7 +95,8 @@ class LiftedFP(QuadraticLifted):
         product = torch.zeros(batch, rank, self.n, dtype=U.dtype, device=U.device)
         residual = torch.empty(batch, lin.n_frames, M, M, dtype=b.dtype, device=U.device)
         weights = d.reshape(batch, rank, 1, 1, 1).to(b.dtype)
-        unit_weights = bool((d == 1).all())  # BM: skip a pass
+        # BM (d = 1) skips a pass; checked on the CPU only, where reading d costs no device sync
+        unit_weights = d.device.type == "cpu" and bool((d == 1).all())
         K = len(self._support)
         for block in self.work_blocks(batch, rank):
             frames = block.stop - block.start

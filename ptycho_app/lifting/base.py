@@ -7,10 +7,14 @@ measurements, ``A(X) = [<A_i, X>]_i``.  The solvers never form ``X``: they hand 
 - ``measure(U, d)``: ``A(X)``, and
 - ``adjoint_apply(w, V)``: ``A^*(w) V`` with ``A^*(w) = sum_i w_i A_i`` (Hermitian),
 
-or both at once through ``residual_and_product(U, d, b)``, which returns the residual
-``A(X) - b`` and ``G U`` with ``G = A^*(A(X) - b)``, the gradient of
-``1/2 ||A(X) - b||^2`` with respect to ``X``.  Operators that can share work between the two
-(FP reuses ``B U``) override it.
+or both at once through ``evaluate(U, d, b, loss)``, which returns the loss (any of
+:mod:`ptycho_app.lifting.losses`), ``||A(X) - b||^2`` and ``G U`` with ``G = A^*(w)``, ``w`` the
+loss's weights: the gradient of the loss with respect to ``X``.  Operators that can share work
+between the two (FP reuses ``B U``) override it.  ``residual_and_product`` is the plain
+least-squares case, kept for tests and small problems.
+
+Operators may also provide the spectral (Jacobi) preconditioner, ``jacobi_diagonal``, and the
+measured support, ``support``; FP does.
 
 Batching: every tensor has a leading batch axis ``B`` (problems); the operator itself is shared
 by the batch.
@@ -97,6 +101,56 @@ class LiftedOperator:
         """
         residual = self.measure(U, d) - b
         return residual, self.adjoint_apply(residual, U)
+
+    def evaluate(self, U, d, b, loss):
+        """Loss, squared residual and ``G U`` (``G = A^*(w)``, ``w`` the loss's weights) at ``X = U diag(d) U^*``.
+
+        Parameters
+        ----------
+        U : (B, n, r)
+        d : (B, r) real
+        b : (B, *measurement_shape) real
+        loss : Loss
+            Bound to ``b`` (see :meth:`~ptycho_app.lifting.losses.Loss.bind`).
+
+        Returns
+        -------
+        value : (B,) real
+            The loss.
+        residual_sq : (B,) real
+            ``||A(X) - b||^2`` (for the relative residual, whatever the loss).
+        GU : (B, n, r)
+        """
+        q = self.measure(U, d)
+        value, weight = loss.value_and_weight(q, b)
+        residual_sq = (q - b).flatten(1).square().sum(1)
+        return value, residual_sq, self.adjoint_apply(weight, U)
+
+    def jacobi_diagonal(self) -> torch.Tensor:
+        """(n,) real: the diagonal of ``A^*(1)``, when ``A^*(1)`` is diagonal (FP: ``sum_l |P_l(k)|^2``).
+
+        Raises
+        ------
+        ValueError
+            For operators without such a diagonal (matrix completion, Gaussian sensing).
+        """
+        raise ValueError(f"the spectral preconditioner needs an FP operator; {type(self).__name__} has none "
+                         "(use precondition 'none')")
+
+    def support(self) -> torch.Tensor | None:
+        """(n,) bool: where ``X`` is measured at all (FP: the synthetic aperture), or None (everywhere)."""
+        return None
+
+    def frame_start(self, b: torch.Tensor) -> torch.Tensor:
+        """(B, n) a starting vector from the measurements (FP: the on-axis frame's field).
+
+        Raises
+        ------
+        ValueError
+            For operators without frames.
+        """
+        raise ValueError(f"the 'frame' start needs an FP operator; {type(self).__name__} has no frames "
+                         "(use init 'random' or 'spectral')")
 
     # ---- dense helpers, for tests and small problems ----------------------------------------
     def apply_dense(self, X: torch.Tensor) -> torch.Tensor:

@@ -74,18 +74,21 @@ class LiftedFP(QuadraticLifted):
         step = max(1, min(L, BLOCK_BYTES // per_frame))
         return [slice(j, min(j + step, L)) for j in range(0, L, step)]
 
-    def residual_and_product(self, U, d, b):
-        """``A(X) - b`` and ``A^*(A(X) - b) U`` in one pass (see :class:`LiftedOperator`).
+    def evaluate(self, U, d, b, loss):
+        """Loss, ``||A(X) - b||^2`` and ``A^*(w) U`` in one pass (see :class:`LiftedOperator`).
 
         Parameters
         ----------
         U : (B, n, r) complex
         d : (B, r) real
         b : (B, L, M, M) real
+        loss : Loss
+            Bound to ``b``.
 
         Returns
         -------
-        residual : (B, L, M, M) real
+        value : (B,) real
+        residual_sq : (B,) real
         product : (B, n, r) complex
         """
         lin = self.linear
@@ -93,7 +96,8 @@ class LiftedFP(QuadraticLifted):
         M = lin.frame_size
         columns = U.transpose(-1, -2).contiguous()  # (B, r, n): gathers from contiguous rows are fast
         product = torch.zeros(batch, rank, self.n, dtype=U.dtype, device=U.device)
-        residual = torch.empty(batch, lin.n_frames, M, M, dtype=b.dtype, device=U.device)
+        value = torch.zeros(batch, dtype=b.dtype, device=U.device)
+        residual_sq = torch.zeros_like(value)
         weights = d.reshape(batch, rank, 1, 1, 1).to(b.dtype)
         # BM (d = 1) skips a pass; checked on the CPU only, where reading d costs no device sync
         unit_weights = d.device.type == "cpu" and bool((d == 1).all())
@@ -109,19 +113,51 @@ class LiftedFP(QuadraticLifted):
             gathered.mul_(self._pupil_in)
             windows.view(batch, rank, frames, M * M).index_copy_(-1, self._support, gathered)
             fields = torch.fft.ifft2(windows, norm="forward")
-            # residual of this block, written in place: sum_r d_r |psi_r|^2 - b
+            # predicted intensities of this block: q = sum_r d_r |psi_r|^2
             parts = torch.view_as_real(fields)
             torch.mul(parts[..., 0], parts[..., 0], out=power)
             power.addcmul_(parts[..., 1], parts[..., 1])
             if not unit_weights:
                 power.mul_(weights)
-            summed = residual[:, block]
-            torch.sum(power, dim=1, out=summed)
-            summed.sub_(b[:, block])
-            # adjoint on residual * fields: FFT, conjugate pupil on the support, scatter-add
-            fields.mul_(summed[:, None])
+            q = power.sum(dim=1)
+            measured = b[:, block]
+            block_value, weight = loss.value_and_weight(q, measured)
+            value += block_value
+            residual_sq += q.sub_(measured).flatten(1).square().sum(1)
+            # adjoint on weight * fields: FFT, conjugate pupil on the support, scatter-add
+            fields.mul_(weight[:, None])
             spectra = torch.fft.fft2(fields)
             selected = spectra.view(batch, rank, frames, M * M).index_select(-1, self._support)
             selected.mul_(self._pupil_out)
             product.index_add_(-1, index, selected.view(batch, rank, -1))
-        return residual, product.transpose(-1, -2)
+        return value, residual_sq, product.transpose(-1, -2)
+
+    def jacobi_diagonal(self) -> torch.Tensor:
+        """(n,) real: ``m(k) = sum_l |P_l(k)|^2``, the diagonal of ``A^*(1) = sum_l B_l^H B_l``.
+
+        ``B_l^H B_l`` is diagonal in the spectrum (a window, the pupil and a unitary FFT), so this is
+        exactly ``A^*(1)``; it is zero off the synthetic aperture.
+        """
+        lin = self.linear
+        weight = (lin.pupil_forward.abs() ** 2).real.reshape(-1) / lin.frame_size**2  # B^H B on one window
+        diagonal = torch.zeros(self.n, dtype=self.real_dtype, device=self.device)
+        index = lin.window_index.reshape(lin.n_frames, -1)
+        diagonal.index_add_(0, index.reshape(-1), weight.to(self.real_dtype).repeat(lin.n_frames))
+        return diagonal
+
+    def support(self) -> torch.Tensor:
+        """(n,) bool: the synthetic aperture (spectrum pixels some frame's pupil sees)."""
+        return self.jacobi_diagonal() > 0
+
+    def on_axis_frame(self) -> int:
+        """Index of the frame whose illumination is closest to the optical axis."""
+        shifts = torch.as_tensor(self.acquisition.direction_sines, dtype=torch.float64)
+        return int(torch.argmin((shifts**2).sum(-1)))
+
+    def frame_start(self, b: torch.Tensor) -> torch.Tensor:
+        """(B, n) complex: ``B_0^H sqrt(b_0)``, the spectrum of the on-axis frame's amplitude (zero
+        phase) seen through the pupil: the classical FP start, up to a scale the solver fits."""
+        lin = self.linear
+        j = self.on_axis_frame()
+        amplitude = b[:, j:j + 1].clamp_min(0).sqrt().to(self.dtype)  # (B, 1, M, M)
+        return lin.adjoint(amplitude, slice(j, j + 1))

@@ -1,13 +1,25 @@
-"""BM and UDU gradient descent on ``min_X 1/2 ||A(X) - b||^2``, written once for any lifted operator.
+"""The driver: one loop that runs any factorization method (:mod:`.methods`) on any lifted operator.
 
-- BM: ``X = U U^*``; ``U <- U - eta * 2 G U``.
-- UDU: ``X = U diag(d) U^*``; ``U <- P_ball(U - eta * 2 G U diag(d))`` and
-  ``d <- max(d - eta_d * diag(U^* G U), 0)``, both gradients taken at the same point
-  (Hou, Sra, Yurtsever 2025).
+Per iteration, at the current point ``(U, d)`` (``X = U diag(d) U^*``):
 
-``G = A^*(A(X) - b)``.  Start: ``U0 = xi * randn / ||randn||_F`` and ``d0 = 1``.  All problems of
-a batch move together; each has its own normalization (``tau``, curvature) and random start, so a
-batched solve equals the same problems solved one by one.
+1. the operator's fused pass gives the loss, ``||A(X) - b||^2`` and ``G U`` (``G = A^*(w)``,
+   ``w`` the loss's weights, :mod:`ptycho_app.lifting.losses`);
+2. the method turns ``G U`` into gradients in ``U`` and ``d``;
+3. the driver preconditions the ``U`` gradient (spectral: ``M^{-1}`` on the left, the same scaling of
+   every column, so ``U -> U Q`` symmetry is kept; ScaledGD: ``(W^*W + lambda I)^{-1}`` on the right),
+   steps, and the method projects;
+4. with Nesterov momentum the next point is the projected extrapolation
+   ``P(x_{k+1} + beta_k (x_{k+1} - x_k))``; a problem restarts (``beta = 0``) when its loss rises.
+
+The papers' algorithms are the case intensity loss, no preconditioner, no momentum, random start
+(``SolverOptions.preset("paper")``):
+
+- BM: ``U <- U - eta * 2 G U``;
+- UDU: ``U <- P_ball(U - eta * 2 G U diag(d))``, ``d <- max(d - eta_d * diag(U^* G U), 0)``, both
+  gradients at the same point (Hou, Sra, Yurtsever 2025).
+
+All problems of a batch move together; each has its own normalization (``tau``, curvature), start,
+momentum and stopping, so a batched solve equals the same problems solved one by one.
 """
 
 from __future__ import annotations
@@ -18,12 +30,21 @@ from dataclasses import dataclass
 import torch
 
 from ..lifting import LiftedOperator
-from .normalization import problem_scale
+from ..lifting.losses import make_loss
+from .methods import frobenius_norm, get_method  # noqa: F401 (frobenius_norm re-exported)
+from .normalization import problem_scale, spectral_preconditioner, step_curvatures
 from .options import SolverOptions
+from .starts import random_factors, starting_factors
 
-#: ``rel_tol`` is only checked once the relative residual is below this: the small random start
-#: sits on a plateau (the saddle at X = 0) where the loss barely moves for a while.
+#: ``rel_tol`` is only checked, and momentum only switched on, once the relative residual is below
+#: this: the small random start sits on a plateau (the saddle at X = 0) where the loss barely moves.
 CONVERGENCE_MIN_PROGRESS = 0.5
+
+#: Adaptive step schedule: every ``STALL_WINDOW`` iterations past the plateau, a problem whose loss
+#: fell by less than ``STALL_DECREASE`` (relative) halves its step, down to ``MIN_STEP_FACTOR``.
+STALL_WINDOW = 10
+STALL_DECREASE = 1e-3
+MIN_STEP_FACTOR = 2.0**-10
 
 
 class SolverDivergedError(RuntimeError):
@@ -85,46 +106,13 @@ class SolverState:
         return self.d * self.scale[:, None]
 
 
-def frobenius_norm(U: torch.Tensor) -> torch.Tensor:
-    """(B, 1, 1) ``||U_k||_F`` (``linalg.vector_norm`` over two axes of a complex tensor is ~40x slower on CPU)."""
-    parts = torch.view_as_real(U) if U.is_complex() else U
-    return parts.square().sum(dim=tuple(range(1, parts.dim()))).sqrt().reshape(-1, 1, 1)
-
-
 def initial_factors(n, rank, batch, xi, seed, dtype, device):
-    """The authors' start, one reproducible draw per problem.
-
-    Parameters
-    ----------
-    n, rank, batch : int
-    xi : float
-        ``||U0||_F``.
-    seed : int or sequence of int
-        Problem ``k`` uses ``seed + k`` or ``seed[k]``.
-    dtype : torch.dtype
-    device : torch.device
-
-    Returns
-    -------
-    U0 : (B, n, r) dtype
-        ``xi * randn / ||randn||_F`` (circular complex Gaussian for complex dtypes).
-    d0 : (B, r) real
-        Ones.
-    """
-    seeds = [seed + k for k in range(batch)] if isinstance(seed, int) else list(seed)
-    if len(seeds) != batch:
-        raise ValueError(f"got {len(seeds)} seeds for a batch of {batch}")
-    wide = torch.complex128 if dtype.is_complex else torch.float64
-    draws = [torch.randn(n, rank, dtype=wide, generator=torch.Generator().manual_seed(int(s)))
-             for s in seeds]
-    U0 = torch.stack(draws)
-    U0 = xi * U0 / torch.linalg.vector_norm(U0, dim=(1, 2), keepdim=True)
-    real = torch.empty((), dtype=dtype).real.dtype
-    return U0.to(dtype=dtype, device=device), torch.ones(batch, rank, dtype=real, device=device)
+    """The authors' random start (see :func:`ptycho_app.solvers.starts.random_factors`)."""
+    return random_factors(n, rank, batch, xi, seed, dtype, device)
 
 
 def iterate(operator: LiftedOperator, b: torch.Tensor, options: SolverOptions, init=None):
-    """Run BM or UDU and yield the state every ``options.yield_every`` iterations.
+    """Run the options' method and yield the state every ``options.yield_every`` iterations.
 
     Parameters
     ----------
@@ -135,7 +123,7 @@ def iterate(operator: LiftedOperator, b: torch.Tensor, options: SolverOptions, i
     options : SolverOptions
     init : tuple of tensors, optional
         ``(U0 (B, n, r), d0 (B, r))`` in normalized units (for example a previous state's
-        ``U, d``), instead of the random start.
+        ``U, d``), instead of the start ``options.init``.
 
     Yields
     ------
@@ -158,48 +146,76 @@ def iterate(operator: LiftedOperator, b: torch.Tensor, options: SolverOptions, i
                          f"{tuple(operator.measurement_shape)}")
     if not bool(torch.isfinite(b).all()):
         raise ValueError("measurements contain NaN or Inf")
+    if options.loss != "intensity" and bool((b < 0).any()):
+        raise ValueError(f"the {options.loss} loss needs non-negative measurements (intensities); "
+                         "use the intensity loss for signed data")
     batch = b.shape[0]
-    tau, curvature = problem_scale(operator, b)
+    tau, intensity_curvature, top_vector = problem_scale(operator, b, return_vector=True)
     b_normalized = b / tau.reshape(-1, *[1] * (b.dim() - 1))
-    methods = options.methods(batch)
-    steps = torch.tensor(options.steps(batch), dtype=curvature.dtype, device=device)
-    step_u = (steps / curvature)[:, None, None]
-    step_d = ((options.step_d or options.step or 0.0) / curvature)[:, None]  # BM problems: unused
+    loss = make_loss(options.loss).bind(b_normalized)
+    preconditioner = None
+    if options.precondition == "spectral":
+        preconditioner = spectral_preconditioner(operator, options.precondition_alpha)
+    curvature_u, curvature_d = step_curvatures(operator, b_normalized, loss, options.radius, preconditioner,
+                                               intensity_curvature)
+    method_names = options.methods(batch)
+    steps = torch.tensor(options.steps(batch), dtype=curvature_u.dtype, device=device)
+    step_u = (steps / curvature_u)[:, None, None]
+    step_d = ((options.step_d or options.step or 0.0) / curvature_d)[:, None]  # BM problems: unused
     norm_b = b_normalized.flatten(1).norm(dim=1)
+    loss_unit = tau**loss.scale_power  # normalized loss -> physical units
 
     if init is None:
-        U, d = initial_factors(operator.n, options.rank, batch, options.xi, options.seed, dtype, device)
+        U, d = starting_factors(operator, b_normalized, options, method_names, top_vector)
     else:
         U = init[0].to(device=device, dtype=dtype).clone()
         d = init[1].to(device=device, dtype=operator.real_dtype).clone()
         if U.shape != (batch, operator.n, U.shape[-1]) or d.shape != (batch, U.shape[-1]):
             raise ValueError(f"init factors have shapes {tuple(U.shape)}, {tuple(d.shape)}; "
                              f"expected (B={batch}, n={operator.n}, r) and (B, r)")
-    udu_mask = torch.tensor([m == "udu" for m in methods], device=device)  # (B,) per-problem method
-    udu = bool(udu_mask.any())
-    mixed = udu and not bool(udu_mask.all())
+    # problems grouped by method: each group moves by its method's rule (one group: no copies)
+    groups = []
+    for name in dict.fromkeys(method_names):
+        rows = [k for k, m in enumerate(method_names) if m == name]
+        groups.append((get_method(name), slice(None) if len(rows) == batch else torch.tensor(rows, device=device)))
+    radius = options.radius
+    nesterov = options.momentum == "nesterov"
+    adaptive = options.step_schedule == "adaptive"
+    left = None if preconditioner is None else preconditioner.to(dtype=operator.real_dtype)[None, :, None]
+
     max_iters, every = options.max_iters, options.yield_every
     losses = torch.empty(max_iters + 1, batch, dtype=operator.real_dtype, device=device)
     active = torch.ones(batch, dtype=torch.bool, device=device)  # problems still iterating
     all_active = True
     stopped_at = torch.full((batch,), max_iters, dtype=torch.int64, device=device)
+    # momentum: the previous step's result x_k (U_prev, d_prev) and FISTA's t per problem
+    U_prev, d_prev = U, d
+    t = torch.ones(batch, dtype=operator.real_dtype, device=device)
+    step_factor = torch.ones(batch, dtype=operator.real_dtype, device=device)
 
     def snapshot(k, relative, elapsed, done):
         iterations = torch.where(active, torch.full_like(stopped_at, k), stopped_at)
-        return SolverState(k, U.clone(), d.clone(), tau, losses[:k + 1] * tau**2,
+        return SolverState(k, U.clone(), d.clone(), tau, losses[:k + 1] * loss_unit,
                            relative.clone(), elapsed, done, iterations)
+
+    def project(U_new, d_new):
+        if len(groups) == 1:
+            return groups[0][0].project(U_new, d_new, radius)
+        U_out, d_out = U_new.clone(), d_new.clone()
+        for method, rows in groups:
+            U_out[rows], d_out[rows] = method.project(U_new[rows], d_new[rows], radius)
+        return U_out, d_out
 
     last_good = None
     busy = 0.0  # seconds spent in the solver, not in the consumer between yields
     resumed = time.perf_counter()
     for k in range(max_iters + 1):
-        # Residual and G U of the current iterate X_k: its loss, then (unless done) the step.
-        residual, GU = operator.residual_and_product(U, d, b_normalized)
-        residual_norm = residual.flatten(1).norm(dim=1)
-        losses[k] = 0.5 * residual_norm**2
+        # loss and G U of the current point: its loss, then (unless done) the step
+        value, residual_sq, GU = operator.evaluate(U, d, b_normalized, loss)
+        losses[k] = value
+        relative = residual_sq.clamp_min(0).sqrt() / norm_b
         final = k == max_iters
         if (k > 0 and k % every == 0) or final:
-            relative = residual_norm / norm_b
             bad = ~(torch.isfinite(losses[k]) & torch.isfinite(U).flatten(1).all(dim=1))
             if bool(bad.any()):
                 since = last_good.iteration if last_good is not None else 0
@@ -209,7 +225,7 @@ def iterate(operator: LiftedOperator, b: torch.Tensor, options: SolverOptions, i
                     last_good)
             if options.rel_tol > 0 and k > 0:
                 start = max(k - every, 0)
-                mean_change = (losses[start] - losses[k]).abs() / (losses[start].clamp_min(1e-300) * (k - start))
+                mean_change = (losses[start] - losses[k]).abs() / (losses[start].abs().clamp_min(1e-300) * (k - start))
                 newly = active & (relative < CONVERGENCE_MIN_PROGRESS) & (mean_change < options.rel_tol)
                 stopped_at = torch.where(newly, torch.full_like(stopped_at, k), stopped_at)
                 active = active & ~newly
@@ -221,17 +237,46 @@ def iterate(operator: LiftedOperator, b: torch.Tensor, options: SolverOptions, i
             if done:
                 return
             resumed = time.perf_counter()
-        if udu:  # BM problems of a mixed batch keep d = 1, so U - step 2 G U d is their step too
-            grad_d = (U.conj() * GU).sum(dim=1).real
-            U_next = U - step_u * 2 * GU * d[:, None, :]
-            shrink = (options.radius / frobenius_norm(U_next)).clamp(max=1)
-            d_next = (d - step_d * grad_d).clamp_(min=0)
-            if mixed:
-                shrink = torch.where(udu_mask[:, None, None], shrink, torch.ones_like(shrink))
-                d_next = torch.where(udu_mask[:, None], d_next, d)
-            U_next = U_next * shrink
+        # gradients by method
+        if len(groups) == 1:
+            grad_U, grad_d = groups[0][0].gradients(U, d, GU)
         else:
-            U_next, d_next = U - step_u * 2 * GU, d
+            grad_U, grad_d = torch.empty_like(GU), torch.zeros_like(d)
+            for method, rows in groups:
+                g_U, g_d = method.gradients(U[rows], d[rows], GU[rows])
+                grad_U[rows] = g_U
+                if g_d is not None:
+                    grad_d[rows] = g_d
+        if left is not None:
+            grad_U = grad_U * left
+        if options.scaled_lambda > 0:
+            W = U * d.clamp_min(0).sqrt()[:, None, :].to(U.dtype)
+            gram = W.mH @ W
+            eye = torch.eye(gram.shape[-1], dtype=gram.dtype, device=device)
+            grad_U = torch.linalg.solve(gram + options.scaled_lambda * eye, grad_U.mH).mH
+        if adaptive and k >= STALL_WINDOW and k % STALL_WINDOW == 0:
+            stalled = (losses[k - STALL_WINDOW] - losses[k]) < STALL_DECREASE * losses[k - STALL_WINDOW].abs()
+            stalled &= relative < CONVERGENCE_MIN_PROGRESS
+            step_factor = torch.where(stalled, (step_factor / 2).clamp_min(MIN_STEP_FACTOR), step_factor)
+        factor = step_factor if adaptive else None
+        U_next = U - (step_u if factor is None else step_u * factor[:, None, None]) * grad_U
+        d_next = d if grad_d is None else d - (step_d if factor is None else step_d * factor[:, None]) * grad_d
+        U_next, d_next = project(U_next, d_next)
+        if nesterov:
+            rose = losses[k] > losses[k - 1] if k > 0 else torch.zeros_like(active)
+            moving = (relative < CONVERGENCE_MIN_PROGRESS) & ~rose
+            t_next = (1 + torch.sqrt(1 + 4 * t * t)) / 2
+            beta = torch.where(moving, (t - 1) / t_next, torch.zeros_like(t))
+            t = torch.where(moving, t_next, torch.ones_like(t))
+            x_U, x_d = U_next, d_next
+            U_next = x_U + beta[:, None, None].to(U.dtype) * (x_U - U_prev)
+            d_next = x_d + beta[:, None] * (x_d - d_prev)
+            U_next, d_next = project(U_next, d_next)
+            if all_active:
+                U_prev, d_prev = x_U, x_d
+            else:
+                U_prev = torch.where(active[:, None, None], x_U, U_prev)
+                d_prev = torch.where(active[:, None], x_d, d_prev)
         if all_active:
             U, d = U_next, d_next
         else:  # converged problems keep their state, as if solved alone

@@ -1,87 +1,116 @@
-"""Solver options as a small dataclass that round-trips through a plain dict."""
+"""Solver options: one dataclass, the single source of defaults, help texts and presets.
+
+Every front end (the CLI's flags, the napari widget's form, the demo, ``sense``) is built from the
+field metadata here (``help``, ``choices``), so a default or a help text is written once.
+
+Presets bundle the choices that belong together:
+
+- ``paper``: the papers' algorithms exactly (intensity loss, plain gradient descent from the small
+  random start ``U0 = xi * randn / ||randn||_F``, ``D0 = I``); the dataclass defaults.  ``sense`` and
+  the published-behaviour tests use it.
+- ``fast``: what reconstructs FP data best and fastest (measured in ``benchmarks/study.py``, see
+  docs/solvers.md): the default of ``reconstruct``, ``demo`` and the napari widget.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
+from ..lifting.losses import LOSSES
 from ..validation import is_finite_real, is_integer
+from .methods import METHODS
 
-METHODS = ("bm", "udu")
+PRECONDITIONERS = ("none", "spectral")
+MOMENTA = ("none", "nesterov")
+STARTS = ("random", "spectral", "frame")
+STEP_SCHEDULES = ("constant", "adaptive")
 
-#: Default normalized steps. BM is stable up to about 0.5 / (tr X / tau) (0.25 to 0.5 on the
-#: problems tried); UDU's ``U`` curvature grows like ``d`` (about ``1 / radius^2`` at the
-#: solution), so its ``U`` step is smaller, and its ``D`` step larger, which speeds up the fit
-#: without losing the exact low rank (see docs/solvers.md for the sweep behind these numbers).
-DEFAULT_STEP = {"bm": 0.25, "udu": 0.05}
-DEFAULT_STEP_D = 0.3
+#: Default normalized ``U`` steps per (method, loss), for the intensity loss those of the papers'
+#: preset.  Intensity-loss steps are in units of ``1 / lambda_max(A^*(b / tau))``; amplitude and
+#: Poisson steps in Gauss-Newton units, where 1 is one parallel alternating-projection step with
+#: the spectral preconditioner.  UDU's ``U`` curvature grows like ``d`` (about ``1 / radius^2`` at
+#: the solution), so its ``U`` step is smaller.  See docs/solvers.md for the sweeps behind them.
+DEFAULT_STEP = {
+    ("bm", "intensity"): 0.25, ("udu", "intensity"): 0.05,
+    ("bm", "amplitude"): 1.0, ("udu", "amplitude"): 0.25,
+    ("bm", "poisson"): 1.0, ("udu", "poisson"): 0.25,
+}
+#: Default normalized ``D`` steps (UDU) per loss.  The amplitude and Poisson ``d`` steps are in
+#: Gauss-Newton units: a slow ``d`` keeps ``U`` pressing against its ball while the scale is fitted,
+#: and that pressure collapses the surplus columns (0.3 fits faster and leaves lambda_2 / lambda_1
+#: near 3e-4 instead of 1e-7 on FP-256; docs/solvers.md).
+DEFAULT_STEP_D = {"intensity": 0.3, "amplitude": 0.02, "poisson": 0.02}
+
+
+def _option(default, help, choices=None):
+    """A dataclass field with its help text (and choices) for every front end."""
+    metadata = {"help": help}
+    if choices is not None:
+        metadata["choices"] = tuple(choices)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
 class SolverOptions:
-    """Options of the factorized solvers.
+    """Options of the factorized solvers (defaults: the ``paper`` preset).
 
     Step, ``xi`` and ``radius`` are *normalized*: the solver divides the data by a trace estimate
-    ``tau`` (so the normalized ``X`` has trace about 1) and the step by the curvature estimate
-    ``lambda_max(A^*(b / tau))``.  The same defaults therefore work for simulated and real data,
-    whatever the photon count or grid size (see :mod:`ptycho_app.solvers.normalization`).
-
-    Attributes
-    ----------
-    method : {"bm", "udu"} or sequence of them
-        ``bm``: X = U U^* (Burer-Monteiro gradient descent); ``udu``: X = U D U^* with
-        ``||U||_F <= radius`` and ``D >= 0`` (projected gradient descent). A sequence gives each
-        problem of a batch its own method, so BM and UDU can run side by side in one batched
-        solve (``step=None`` then takes each method's default).
-    rank : int
-        ``r``, number of factor columns.
-    step : float or None
-        Normalized step for ``U``: the actual step is ``step / lambda_max(A^*(b / tau))``.
-        ``None``: 0.25 for BM, 0.05 for UDU.
-    step_d : float or None
-        Normalized step for ``D`` (UDU only). ``None``: 0.3. Set it equal to ``step`` for the
-        authors' single shared step (slower to fit, same exact low rank).
-    xi : float
-        Norm of the initial ``U`` (in units of ``sqrt(tau)``): ``U0 = xi * randn / ||randn||_F``.
-        Small values give the implicit low-rank bias.
-    radius : float
-        UDU's bound on ``||U||_F`` in units of ``sqrt(tau)`` (the normalized ``X`` has trace
-        about 1). Smaller radii strengthen the low-rank bias (the ``D`` entries grow to about
-        ``1 / radius^2``) but need a smaller ``step``; 0.5 gives exact low rank on FP and
-        matrix completion; at 2 or more ``U`` never reaches the ball and UDU behaves like BM.
-    max_iters : int
-        Iteration limit.
-    rel_tol : float
-        Stop when the relative change of the loss over one iteration falls below this
-        (checked every ``yield_every`` iterations); 0 disables it.
-    yield_every : int
-        The generator yields the state every this many iterations (and at the end).
-    seed : int or sequence of int
-        Random start: problem ``k`` of a batch uses ``seed + k`` (int) or ``seed[k]``.
+    ``tau`` (so the normalized ``X`` has trace about 1) and the step by a curvature estimate
+    (see :mod:`ptycho_app.solvers.normalization`).  The same defaults therefore work for simulated
+    and real data, whatever the photon count or grid size.  Each field's ``help`` metadata is its
+    documentation (shown by ``ptycho-app reconstruct --help`` and the napari widget).
     """
 
-    method: str = "udu"
-    rank: int = 4
-    step: float | None = None
-    step_d: float | None = None
-    xi: float = 1e-3
-    radius: float = 0.5
-    max_iters: int = 500
-    rel_tol: float = 0.0
-    yield_every: int = 10
-    seed: int | tuple = 0
+    method: str | tuple = _option("udu", "factorization: bm (X = U U^*) or udu (X = U D U^*, ||U||_F <= radius, "
+                                  "D >= 0); a list gives each problem of a batch its own", METHODS)
+    rank: int = _option(4, "factor rank r (columns of U)")
+    loss: str = _option("intensity", "data fit: intensity (the papers' 1/2||A(X)-b||^2), amplitude "
+                        "(1/2||sqrt(A(X))-sqrt(b)||^2, what alternating projection fits) or poisson "
+                        "(photon-counting likelihood)", LOSSES)
+    precondition: str = _option("none", "spectral: divide the U gradient by sum_l |P_l(k)|^2, the "
+                                "curvature of each spectral pixel (FP only), so dark-field frequencies "
+                                "move as fast as bright-field ones", PRECONDITIONERS)
+    precondition_alpha: float = _option(0.0, "blend of the spectral preconditioner with its maximum, as in "
+                                        "rPIE: 1/((1-alpha) m + alpha max m)")
+    momentum: str = _option("none", "nesterov: accelerated steps with adaptive restart (restarts when the "
+                            "loss rises), once the residual leaves the start plateau", MOMENTA)
+    init: str = _option("random", "start: random (the papers' U0 = xi randn/||randn||_F, D0 = I), spectral "
+                        "(top eigenvector of A^*(b)) or frame (the on-axis frame's field, FP only); the "
+                        "last two add small random columns for rank > 1", STARTS)
+    step: float | None = _option(None, "normalized U step (default: per method and loss, see docs/solvers.md)")
+    step_d: float | None = _option(None, "UDU's normalized D step (default: 0.3 for the intensity loss, "
+                                   "0.02 for the others)")
+    step_schedule: str = _option("constant", "adaptive: halve the step whenever the loss falls by less than "
+                                 "1e-3 (relative) over 10 iterations, for noisy data (Zuo, Sun, Chen 2016)",
+                                 STEP_SCHEDULES)
+    scaled_lambda: float = _option(0.0, "> 0: ScaledGD(lambda) right preconditioner (W^*W + lambda I)^-1 on "
+                                   "the U gradient, W = U D^1/2 (a documented variant; 0: off)")
+    xi: float = _option(1e-3, "norm of the random start U0 (normalized units); small values give the "
+                        "implicit low-rank bias")
+    radius: float = _option(0.5, "UDU's bound on ||U||_F (normalized units, trace of X about 1)")
+    max_iters: int = _option(500, "iterations")
+    rel_tol: float = _option(0.0, "stop a problem when its loss changes by less than this per iteration "
+                             "(0: off)")
+    yield_every: int = _option(10, "report (yield) the state every this many iterations")
+    seed: int | tuple = _option(0, "random start: problem k uses seed + k (or seed[k])")
 
     def __post_init__(self):
         methods = [self.method] if isinstance(self.method, str) else list(self.method)
         if not methods or any(m not in METHODS for m in methods):
-            raise ValueError(f"method must be one of {METHODS} (or a list of them, one per problem), "
+            raise ValueError(f"method must be one of {tuple(METHODS)} (or a list of them, one per problem), "
                              f"got {self.method!r}")
         if not isinstance(self.method, str):
             self.method = tuple(methods)
+        for name in ("loss", "precondition", "momentum", "init", "step_schedule"):
+            allowed = fields_by_name()[name].metadata["choices"]
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"solver option {name} must be one of {', '.join(allowed)}, "
+                                 f"got {getattr(self, name)!r}")
         if self.step is None:
-            steps = {DEFAULT_STEP[m] for m in methods}
+            steps = {DEFAULT_STEP[m, self.loss] for m in methods}
             self.step = steps.pop() if len(steps) == 1 else None  # mixed: per-method defaults
         if self.step_d is None and "udu" in methods:
-            self.step_d = DEFAULT_STEP_D
+            self.step_d = DEFAULT_STEP_D[self.loss]
         integers = {"rank": 1, "max_iters": 0, "yield_every": 1}
         for name, low in integers.items():
             value = getattr(self, name)
@@ -90,19 +119,28 @@ class SolverOptions:
             setattr(self, name, int(value))
         positives = (["step"] if self.step is not None else []) + ["xi", "radius"] + (
             ["step_d"] if self.step_d is not None else [])
-        for name in positives + ["rel_tol"]:
+        for name in positives + ["rel_tol", "scaled_lambda", "precondition_alpha"]:
             value = getattr(self, name)
-            low_ok = value >= 0 if name == "rel_tol" else value > 0
+            low_ok = value > 0 if name in positives else value >= 0
             if not is_finite_real(value) or not low_ok:
-                bound = ">= 0" if name == "rel_tol" else "> 0"
+                bound = "> 0" if name in positives else ">= 0"
                 raise ValueError(f"solver option {name} must be a finite number {bound}, got {value!r}")
             setattr(self, name, float(value))
+        if self.precondition_alpha > 1:
+            raise ValueError(f"solver option precondition_alpha must be in [0, 1], got {self.precondition_alpha}")
         if is_integer(self.seed):
             self.seed = int(self.seed)
         elif isinstance(self.seed, (list, tuple)) and all(is_integer(s) for s in self.seed):
             self.seed = tuple(int(s) for s in self.seed)
         else:
             raise ValueError(f"solver option seed must be an integer or a list of integers, got {self.seed!r}")
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> "SolverOptions":
+        """Options of preset ``name`` (see :data:`PRESETS`), with ``overrides`` on top."""
+        if name not in PRESETS:
+            raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {name!r}")
+        return cls(**{**PRESETS[name], **overrides})
 
     def methods(self, batch: int) -> tuple:
         """The method of each of ``batch`` problems."""
@@ -113,8 +151,17 @@ class SolverOptions:
         return self.method
 
     def steps(self, batch: int) -> tuple:
-        """The normalized U step of each problem (``step``, or each method's default)."""
-        return tuple(self.step if self.step is not None else DEFAULT_STEP[m] for m in self.methods(batch))
+        """The normalized U step of each problem (``step``, or each method's default for the loss)."""
+        return tuple(self.step if self.step is not None else DEFAULT_STEP[m, self.loss]
+                     for m in self.methods(batch))
+
+    def for_method(self, method: str) -> "SolverOptions":
+        """These options for one method alone (its default step where the step was per method)."""
+        values = self.to_dict()
+        values["method"] = method
+        if not isinstance(self.method, str) and len(set(self.method)) > 1:
+            values["step"] = None
+        return SolverOptions.from_dict(values)
 
     def to_dict(self) -> dict:
         """Plain dict (for HDF5 attributes, CLI configs, GUI forms)."""
@@ -132,3 +179,18 @@ class SolverOptions:
         if unknown:
             raise ValueError(f"unknown solver options: {sorted(unknown)}")
         return cls(**values)
+
+
+def fields_by_name() -> dict:
+    """``name -> dataclasses.Field`` of :class:`SolverOptions` (defaults, help, choices)."""
+    return {f.name: f for f in fields(SolverOptions)}
+
+
+#: Presets: name -> option values that differ from the dataclass defaults (the ``paper`` preset).
+PRESETS = {
+    "paper": {},
+    "fast": {"loss": "amplitude", "precondition": "spectral", "momentum": "nesterov", "init": "frame"},
+}
+
+#: The preset each kind of problem starts from when the user names none.
+DEFAULT_PRESET = {"fp": "fast", "sense": "paper"}

@@ -1,0 +1,140 @@
+"""Data-fit losses of the predicted measurements ``q = A(X)`` against the measurements ``b``.
+
+Every loss is a sum of elementwise terms ``ell(q_i, b_i)``.  The solvers need, per element, its
+value and its *weight* ``w_i = d ell / d q_i``: the gradient in ``X`` is then ``G = A^*(w)``, so the
+operators' fused pass (``LiftedOperator.evaluate``) computes any loss for the cost of the
+least-squares one: ``G U = A^*(w) U`` reuses the fields of ``A(X)``.
+
+| loss | ``ell(q, b)`` | ``w`` |
+|---|---|---|
+| ``intensity`` | ``1/2 (q - b)^2`` (the papers' loss) | ``q - b`` |
+| ``amplitude`` | ``1/2 (sqrt(q + eps) - sqrt(b))^2`` | ``(1 - sqrt(b / (q + eps))) / 2`` |
+| ``poisson`` | ``q - b - b log((q + eps) / b)`` (negative log-likelihood, 0 at ``q = b``) | ``1 - b / (q + eps)`` |
+
+``eps`` (amplitude, poisson) keeps the weights finite where the prediction is dark; it is
+``EPS_RELATIVE`` times each problem's mean measurement, so it scales with the data.
+
+Curvature, used to normalize the step (:mod:`ptycho_app.solvers.normalization`): near a solution
+the Gauss-Newton curvature of the intensity loss in ``x`` is ``A^*(b)`` (data-weighted: bright
+frames dominate), that of the amplitude loss is ``A^*(1)`` (every frame alike, whatever its
+brightness) and that of the Poisson loss ``4 A^*(1)`` (near ``q = b``,
+``ell_poisson ~ (q - b)^2 / 2b = 4 ell_amplitude``).  With the amplitude loss and the spectral
+preconditioner a normalized step of 1 is one parallel alternating-projection step.
+"""
+
+from __future__ import annotations
+
+import torch
+
+#: eps of the amplitude and Poisson losses, relative to each problem's mean measurement.
+EPS_RELATIVE = 1e-6
+
+
+class Loss:
+    """Base class: an elementwise loss of predictions ``q`` and measurements ``b``.
+
+    Attributes
+    ----------
+    name : str
+    scale_power : int
+        The loss scales as ``tau ** scale_power`` when ``q`` and ``b`` are both multiplied by
+        ``tau`` (2 for the intensity loss, 1 for the others); losses are reported in physical units.
+    flat_curvature : float or None
+        ``None``: the curvature is ``A^*(b)`` (data-weighted); a number ``c``: it is ``c A^*(1)``.
+    """
+
+    name = ""
+    scale_power = 2
+    flat_curvature: float | None = None
+
+    def bind(self, b: torch.Tensor) -> "Loss":
+        """The loss ready for one batch of (normalized) measurements ``b`` (B, ...)."""
+        return self
+
+    def value_and_weight(self, q: torch.Tensor, b: torch.Tensor):
+        """Elementwise value and weight.
+
+        Parameters
+        ----------
+        q : (B, ...) real
+            Predicted measurements (a block of them).
+        b : (B, ...) real
+            Measurements of the same block.
+
+        Returns
+        -------
+        value : (B,) real
+            ``sum ell(q, b)`` over the block, per problem.
+        weight : (B, ...) real
+            ``d ell / d q``.
+        """
+        raise NotImplementedError
+
+
+class IntensityLoss(Loss):
+    """``1/2 ||q - b||^2``: the papers' least squares on the measured intensities."""
+
+    name = "intensity"
+    scale_power = 2
+
+    def value_and_weight(self, q, b):
+        weight = q - b
+        return 0.5 * weight.flatten(1).square().sum(1), weight
+
+
+class _EpsLoss(Loss):
+    """A loss with a per-problem ``eps`` (``EPS_RELATIVE`` x the problem's mean measurement)."""
+
+    scale_power = 1
+
+    def __init__(self, eps: torch.Tensor | None = None):
+        self.eps = eps
+
+    def bind(self, b):
+        mean = b.flatten(1).mean(1).clamp_min(torch.finfo(b.dtype).tiny)
+        return type(self)(EPS_RELATIVE * mean.reshape(-1, *[1] * (b.dim() - 1)))
+
+    def _eps(self, q):
+        if self.eps is None:
+            raise RuntimeError(f"the {self.name} loss must be bound to the measurements first (loss.bind(b))")
+        return self.eps.reshape(-1, *[1] * (q.dim() - 1))
+
+
+class AmplitudeLoss(_EpsLoss):
+    """``1/2 ||sqrt(q + eps) - sqrt(b)||^2``: least squares on amplitudes (what alternating
+    projection minimizes); every frame weighs alike, so dark-field frames count."""
+
+    name = "amplitude"
+    flat_curvature = 1.0
+
+    def value_and_weight(self, q, b):
+        root = (q + self._eps(q)).clamp_min(0).sqrt()
+        root_b = b.clamp_min(0).sqrt()
+        value = 0.5 * (root - root_b).flatten(1).square().sum(1)
+        weight = 0.5 * (1 - root_b / root.clamp_min(torch.finfo(q.dtype).tiny))
+        return value, weight
+
+
+class PoissonLoss(_EpsLoss):
+    """Poisson negative log-likelihood ``sum q - b - b log((q + eps) / b)`` (photon-counting noise)."""
+
+    name = "poisson"
+    flat_curvature = 4.0
+
+    def value_and_weight(self, q, b):
+        shifted = (q + self._eps(q)).clamp_min(torch.finfo(q.dtype).tiny)
+        b = b.clamp_min(0)
+        value = (q - b - torch.xlogy(b, shifted) + torch.xlogy(b, b)).flatten(1).sum(1)
+        return value, 1 - b / shifted
+
+
+#: Registry: name -> loss class.
+LOSSES = {cls.name: cls for cls in (IntensityLoss, AmplitudeLoss, PoissonLoss)}
+
+
+def make_loss(name: str) -> Loss:
+    """The loss called ``name`` (one of :data:`LOSSES`)."""
+    try:
+        return LOSSES[name]()
+    except KeyError:
+        raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {name!r}") from None

@@ -16,15 +16,13 @@ import torch
 from tqdm.auto import tqdm
 
 from .analysis import factor_eigh, leading_from_eigh
-from .device import resolve_device, resolve_dtype
 from .io.errors import InputFileError
 from .io.measurement import Measurement, acquisition_key, file_sha256, read_measurement
 from .io.results import Result, read_result, result_path, write_result
 from .lifting import LiftedFP
 from .physics import band_limit, spectrum_to_object
-from .solvers import SolverOptions, iterate
-
-SOLVER_CHOICES = ("bm", "udu", "both")
+from .session import RunOptions, batch_options, problem_options, run_to_end
+from .solvers import SolverOptions
 
 
 @dataclass
@@ -56,14 +54,8 @@ def group_by_acquisition(inputs: list[Input]) -> list[list[Input]]:
     return list(groups.values())
 
 
-def expand_solvers(solver: str) -> tuple[str, ...]:
-    if solver not in SOLVER_CHOICES:
-        raise ValueError(f"--solver must be one of {', '.join(SOLVER_CHOICES)}, got {solver!r}")
-    return ("bm", "udu") if solver == "both" else (solver,)
-
-
 #: Options that must not change between a run and its continuation (one loss history, one algorithm).
-RESUME_MUST_MATCH = ("step", "step_d", "radius")
+RESUME_MUST_MATCH = ("step", "step_d", "radius", "loss", "precondition", "precondition_alpha", "scaled_lambda")
 
 
 class NothingToSave(KeyboardInterrupt):
@@ -79,8 +71,8 @@ def earlier_results(group: list[Input], out_dir, options: SolverOptions, n: int)
         For a result of another input (sha256), another rank, or other step/radius settings.
     """
     earlier = []
-    methods, steps = options.methods(len(group)), options.steps(len(group))
-    for item, method, step in zip(group, methods, steps, strict=True):
+    methods = options.methods(len(group))
+    for k, (item, method) in enumerate(zip(group, methods, strict=True)):
         path = result_path(out_dir, item.path, method)
         if not path.exists():
             earlier.append(None)
@@ -92,31 +84,36 @@ def earlier_results(group: list[Input], out_dir, options: SolverOptions, n: int)
         if result.U.shape != (n, options.rank):
             raise InputFileError(path, f"factors have shape {result.U.shape}, this run needs ({n}, {options.rank}) "
                                  "(use the same --rank)", field="factors/U")
-        wanted = {"step": step, "step_d": options.step_d if method == "udu" else None,
-                  "radius": options.radius if method == "udu" else None}
+        wanted = problem_options(options, k, len(group))
         for key in RESUME_MUST_MATCH:
-            old, new = result.attrs.get(key), wanted[key]
-            if old is not None and new is not None and not np.isclose(float(old), new, rtol=1e-6):
+            old, new = result.attrs.get(key), wanted.get(key)
+            if old is None or new is None:
+                continue
+            same = old == new if isinstance(new, str) else np.isclose(float(old), float(new), rtol=1e-6)
+            if not same:
                 flag = "--" + key.replace("_", "-")
-                raise InputFileError(path, f"was run with {key} {float(old):g}; resume with {flag} {float(old):g} "
-                                     f"(this run asks for {new:g})", field=key)
+                shown = old if isinstance(old, str) else f"{float(old):g}"
+                raise InputFileError(path, f"was run with {key} {shown}; resume with {flag} {shown} "
+                                     f"(this run asks for {new})", field=key)
         earlier.append(result)
     return earlier
 
 
-def resume_init(earlier: list[Result | None], options: SolverOptions, n: int):
-    """Starting factors ``((B, n, r), (B, r))``: earlier results' factors, fresh draws elsewhere."""
-    from .solvers.factorized import initial_factors
+def resume_init(earlier: list[Result | None], options: SolverOptions, operator, b):
+    """Starting factors ``((B, n, r), (B, r))``: earlier results' factors, the options' start elsewhere."""
+    from .solvers.normalization import problem_scale
+    from .solvers.starts import starting_factors
 
-    fresh_U, fresh_d = initial_factors(n, options.rank, len(earlier), options.xi, options.seed, torch.complex128,
-                                       "cpu")
-    U = np.stack([r.U if r is not None else fresh_U[k].numpy() for k, r in enumerate(earlier)])
-    d = np.stack([r.d if r is not None else fresh_d[k].numpy() for k, r in enumerate(earlier)])
+    tau = problem_scale(operator, b)[0]
+    fresh_U, fresh_d = starting_factors(operator, b / tau.reshape(-1, 1, 1, 1), options,
+                                        options.methods(len(earlier)))
+    U = np.stack([r.U if r is not None else fresh_U[k].cpu().numpy() for k, r in enumerate(earlier)])
+    d = np.stack([r.d if r is not None else fresh_d[k].cpu().numpy() for k, r in enumerate(earlier)])
     return torch.as_tensor(U), torch.as_tensor(d)
 
 
 def results_from_state(state, group: list[Input], options: SolverOptions, earlier, device, precision,
-                       interrupted=False) -> list[Result]:
+                       interrupted=False, preset=None) -> list[Result]:
     """One :class:`Result` per input of a batched solver state.
 
     ``earlier`` holds, per input, the result this run continued from (or None): its loss
@@ -132,29 +129,25 @@ def results_from_state(state, group: list[Input], options: SolverOptions, earlie
     spectra = spectra.cpu().numpy()
     losses = state.losses.cpu().numpy()
     results = []
-    methods, steps = options.methods(len(group)), options.steps(len(group))
     for k, item in enumerate(group):
-        method, udu = methods[k], methods[k] == "udu"
         acquisition = item.measurement.acquisition
         truth = item.measurement.ground_truth
         before = earlier[k]
-        seed = options.seed + k if isinstance(options.seed, int) else options.seed[k]
+        recorded = problem_options(options, k, len(group), preset)
         if before is not None:
-            seed = int(before.attrs.get("seed", seed))
+            recorded["seed"] = int(before.attrs.get("seed", recorded["seed"]))
         ran = int(state.iterations[k])
         attrs = {
-            "problem": "fp", "solver": method, "rank": options.rank, "step": steps[k],
-            "step_d": options.step_d if udu else None, "xi": options.xi,
-            "radius": options.radius if udu else None,
+            "problem": "fp", **recorded,
             "iterations": (before.iterations if before is not None else 0) + ran, "run_iterations": ran,
-            "seed": int(seed), "input_file": item.path.name, "input_sha256": item.sha256,
+            "input_file": item.path.name, "input_sha256": item.sha256,
             "scale": float(state.scale[k]),
             "seconds": float(state.elapsed) + (float(before.attrs.get("seconds", 0.0)) if before is not None else 0),
             "run_seconds": float(state.elapsed), "resumed": before is not None,
             "device": str(device), "precision": precision, "interrupted": bool(interrupted),
             "pixel_size": float(acquisition.pixel_size_hr), "frame_type": item.measurement.frame_type,
             "relative_residual": float(state.relative_residual[k]),
-            "options": {**options.to_dict(), "method": method, "step": steps[k], "seed": int(seed)},
+            "options": recorded,
         }
         # the continued run re-evaluates the last iterate's loss: keep it once
         history = before.loss[:-1] if before is not None else np.zeros(0)
@@ -166,20 +159,21 @@ def results_from_state(state, group: list[Input], options: SolverOptions, earlie
     return results
 
 
-def solve_group(group: list[Input], options: SolverOptions, out_dir, device="auto", precision="single",
+def solve_group(group: list[Input], options: SolverOptions, out_dir, run: RunOptions | None = None,
                 resume=False, progress=True, on_update=None) -> list[Path]:
-    """One batched solve; writes one result file per problem (input and solver).
+    """One batched solve; writes one result file per problem (input and method).
 
     Parameters
     ----------
     group : list of Input
-        The input of each problem (all sharing an acquisition); an input appears once per solver.
+        The input of each problem (all sharing an acquisition); an input appears once per method.
     options : SolverOptions
         ``method`` may list one method per problem (BM and UDU side by side).
     out_dir : str or Path
-    device, precision : str
+    run : RunOptions
+        Device, precision and the preset (recorded in the results).
     resume : bool
-        Start from ``<out>/<stem>.<solver>.h5`` where it exists (``--iters`` more iterations).
+        Start from ``<out>/<stem>.<method>.h5`` where it exists (``--iters`` more iterations).
     progress : bool
         Show a tqdm bar (iterations, loss, elapsed time).
     on_update : callable, optional
@@ -190,32 +184,26 @@ def solve_group(group: list[Input], options: SolverOptions, out_dir, device="aut
     list of Path
         The result files written.
     """
-    torch_device = resolve_device(device)
-    dtype = resolve_dtype(precision)
+    run = run or RunOptions()
+    torch_device = run.torch_device
     acquisition = group[0].measurement.acquisition
     b = torch.as_tensor(np.stack([item.measurement.intensities() for item in group]))
-    operator = LiftedFP(acquisition, device=torch_device, dtype=dtype)
+    operator = LiftedFP(acquisition, device=torch_device, dtype=run.dtype())
     earlier = earlier_results(group, out_dir, options, operator.n) if resume else [None] * len(group)
-    init = resume_init(earlier, options, operator.n) if any(r is not None for r in earlier) else None
+    init = None
+    if any(r is not None for r in earlier):
+        init = resume_init(earlier, options, operator, b.to(device=torch_device, dtype=operator.real_dtype))
     methods = options.methods(len(group))
     inputs = list(dict.fromkeys(item.path for item in group))
     label = "+".join(dict.fromkeys(m.upper() for m in methods)) + (
         f" x{len(inputs)}" if len(inputs) > 1 else f" {group[0].path.stem}")
-    state, interrupted = None, False
     started = time.perf_counter()
-    with tqdm(total=options.max_iters, desc=label, unit="it", disable=not progress, dynamic_ncols=True) as bar:
-        try:
-            for state in iterate(operator, b, options, init=init):
-                bar.update(state.iteration - bar.n)
-                bar.set_postfix(loss=f"{state.loss.max().item():.3e}",
-                                rel_res=f"{state.relative_residual.max().item():.2e}")
-                if on_update is not None:
-                    on_update(state)
-        except KeyboardInterrupt:
-            interrupted = True
+    state, interrupted = run_to_end(operator, b, options, init=init, progress=progress, label=label,
+                                    on_update=on_update)
     if state is None:
         raise NothingToSave
-    results = results_from_state(state, group, options, earlier, torch_device, precision, interrupted)
+    results = results_from_state(state, group, options, earlier, torch_device, run.precision, interrupted,
+                                 run.preset)
     written = []
     for item, method, result in zip(group, methods, results, strict=True):
         path = result_path(out_dir, item.path, method)
@@ -230,26 +218,27 @@ def solve_group(group: list[Input], options: SolverOptions, out_dir, device="aut
     return written
 
 
-def reconstruct_files(paths, solver="udu", out_dir="results", device="auto", precision="single", resume=False,
-                      progress=True, on_update=None, batch_size=16, **options) -> list[Path]:
+def reconstruct_files(paths, run: RunOptions | None = None, out_dir="results", resume=False, progress=True,
+                      on_update=None, batch_size=16, **options) -> list[Path]:
     """Reconstruct measurement files with BM, UDU or both (see :func:`solve_group`).
 
-    Inputs with the same acquisition are solved together, up to ``batch_size`` per solve; input
-    ``k`` (in the order given) starts from seed ``seed + k`` wherever it is solved.  ``options``
-    are :class:`~ptycho_app.solvers.SolverOptions` fields (rank, step, xi, radius, max_iters,
-    seed, ...).  Returns the result files written, in order.
+    Inputs with the same acquisition are solved together, up to ``batch_size`` problems (input x
+    method) per solve; input ``k`` (in the order given) starts from seed ``seed + k`` wherever it is
+    solved.  ``run`` holds the methods, preset, device and precision; ``options`` are
+    :class:`~ptycho_app.solvers.SolverOptions` fields over the preset's (None: the preset's).
+    Returns the result files written, in order.
     """
+    run = run or RunOptions()
     if int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(f"--batch-size must be a positive integer, got {batch_size}")
-    methods = expand_solvers(solver)
-    for method in methods:  # check the options before reading any file
-        SolverOptions(**{**options, "method": method})
-    base_seed = int(options.pop("seed", 0))
+    methods = run.methods()
+    base_seed = int(options.pop("seed", None) or 0)
+    batch_options(methods, run.preset, (base_seed,), **options)  # check the options before reading any file
     inputs = load_inputs(paths)
     position = {item.path: k for k, item in enumerate(inputs)}
     written = []
     for group in group_by_acquisition(inputs):
-        per_solve = max(1, batch_size // len(methods))  # --batch-size counts problems (input x solver)
+        per_solve = max(1, batch_size // len(methods))  # --batch-size counts problems (input x method)
         for first in range(0, len(group), per_solve):
             chunk = group[first:first + per_solve]
             if progress and len(chunk) > 1:
@@ -258,8 +247,6 @@ def reconstruct_files(paths, solver="udu", out_dir="results", device="auto", pre
             seeds = tuple(base_seed + position[item.path] for item in chunk)
             # "both": BM and UDU of every input side by side in one batched solve, same random start
             problems = [item for _ in methods for item in chunk]
-            solve_options = SolverOptions(**{**options, "method": tuple(m for m in methods for _ in chunk),
-                                             "seed": seeds * len(methods)})
-            written += solve_group(problems, solve_options, out_dir, device, precision, resume, progress,
-                                   on_update)
+            solve_options = batch_options(methods, run.preset, seeds, **options)
+            written += solve_group(problems, solve_options, out_dir, run, resume, progress, on_update)
     return written

@@ -23,29 +23,77 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def add_solver_options(parser, rank_flag="--rank", iters=5000):
-    group = parser.add_argument_group("solver (normalized units, see docs/solvers.md)")
-    group.add_argument("--solver", choices=("bm", "udu", "both"), default="both",
-                       help="BM (X = U U^*), UDU (X = U D U^*) or both (default: %(default)s)")
-    group.add_argument(rank_flag, dest="factor_rank", type=int, default=None if rank_flag != "--rank" else 4,
-                       help="factor rank r" + (" (default: %(default)s)" if rank_flag == "--rank" else
-                                               " (default: n, the papers' full-rank factor)"))
-    group.add_argument("--step", type=float, default=None, help="step for U (default: BM 0.25, UDU 0.05)")
-    group.add_argument("--step-d", type=float, default=None, help="UDU's step for D (default: 0.3)")
-    group.add_argument("--xi", type=float, default=1e-3, help="norm of the random start U0 (default: %(default)s)")
-    group.add_argument("--radius", type=float, default=0.5, help="UDU's bound on ||U||_F (default: %(default)s)")
-    group.add_argument("--iters", type=int, default=iters, help="iterations (default: %(default)s)")
-    group.add_argument("--tol", type=float, default=0.0,
-                       help="stop a problem when its loss changes by less than this per iteration (default: off)")
-    group.add_argument("--seed", type=int, default=0, help="random start; input k uses seed + k (default: %(default)s)")
+#: CLI flags whose names differ from their option fields.
+FLAG_NAMES = {"max_iters": "--iters", "rel_tol": "--tol"}
+#: Solver option fields that are not command-line flags (``method`` comes from RunOptions' bm|udu|both).
+NOT_FLAGS = ("method", "yield_every")
+
+
+def flag_of(name: str) -> str:
+    return FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
+
+
+def field_type(f):
+    """The argparse type of an options field (from its default; ``None`` defaults are floats)."""
+    default = f.default
+    if isinstance(default, bool) or default is None:
+        return float
+    return type(default) if isinstance(default, (int, float, str)) else int
+
+
+def add_run_options(group, defaults: dict | None = None):
+    """``--method --preset --device --precision`` from :class:`RunOptions` (help and choices there)."""
+    from dataclasses import fields
+
+    from .session import RunOptions
+
+    defaults = defaults or {}
+    for f in fields(RunOptions):
+        value = defaults.get(f.name, f.default)
+        names = [flag_of(f.name)] + (["--solver"] if f.name == "method" else [])  # --solver: before 0.2
+        group.add_argument(*names, dest=f.name, default=value, choices=f.metadata.get("choices"),
+                           help=f"{f.metadata['help']} (default: {value})")
+
+
+def add_solver_options(parser, skip=(), title="solver (normalized units, see docs/solvers.md)"):
+    """Every :class:`SolverOptions` field as a flag, help and choices from the dataclass.
+
+    Defaults are None (the preset's value holds); the help shows the value of each preset.
+    """
+    from .solvers import PRESETS, SolverOptions
+    from .solvers.options import fields_by_name
+
+    group = parser.add_argument_group(title)
+    for name, f in fields_by_name().items():
+        if name in NOT_FLAGS or name in skip:
+            continue
+        shown = {preset: SolverOptions.preset(preset).to_dict()[name] for preset in PRESETS}
+        if name == "step":
+            shown_text = "per method and loss"
+        elif len(set(map(str, shown.values()))) == 1:
+            shown_text = str(next(iter(shown.values())))
+        else:
+            shown_text = ", ".join(f"{preset} {value}" for preset, value in shown.items())
+        group.add_argument(flag_of(name), dest=name, type=field_type(f), default=None,
+                           choices=f.metadata.get("choices"), help=f"{f.metadata['help']} (default: {shown_text})")
     return group
 
 
-def solver_options(args) -> dict:
-    """SolverOptions fields from parsed arguments."""
-    return {"rank": args.factor_rank, "step": args.step, "step_d": args.step_d, "xi": args.xi,
-            "radius": args.radius, "max_iters": args.iters, "rel_tol": args.tol,
-            "yield_every": max(1, min(50, args.iters // 100 or 1))}
+def solver_overrides(args) -> dict:
+    """The solver options given on the command line (None: the preset's)."""
+    from .solvers.options import fields_by_name
+
+    return {name: getattr(args, name) for name in fields_by_name() if name not in NOT_FLAGS and hasattr(args, name)
+            and getattr(args, name) is not None}
+
+
+def run_options(args):
+    """:class:`RunOptions` from parsed arguments."""
+    from dataclasses import fields
+
+    from .session import RunOptions
+
+    return RunOptions(**{f.name: getattr(args, f.name) for f in fields(RunOptions) if hasattr(args, f.name)})
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -118,17 +166,17 @@ def get_parser() -> argparse.ArgumentParser:
                      help="direction sines = sign x (ky, kx) (default: -1, the UConn convention)")
 
     # ---- reconstruct ---------------------------------------------------------------------------
-    rec = commands.add_parser("reconstruct", help="reconstruct measurement files with BM, UDU or both")
+    rec = commands.add_parser("reconstruct", help="reconstruct measurement files with BM, UDU or both "
+                              "(fast preset by default; --preset paper for the papers' algorithms)")
     rec.add_argument("inputs", nargs="+", metavar="FILE", help="measurement files (.h5)")
     rec.add_argument("--out", default="results", help="output folder (default: %(default)s)")
     rec.add_argument("--resume", action="store_true",
                      help="continue from the result files already in --out (--iters more iterations)")
+    add_run_options(rec.add_argument_group("run"))
     add_solver_options(rec)
-    hw = rec.add_argument_group("hardware")
-    hw.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
-    hw.add_argument("--precision", choices=("single", "double"), default="single", help="(default: %(default)s)")
+    hw = rec.add_argument_group("batching")
     hw.add_argument("--batch-size", type=int, default=16,
-                    help="most inputs solved together in one batched solve (default: %(default)s)")
+                    help="most problems (input x method) solved together in one batched solve (default: %(default)s)")
     rec.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
     # ---- compare -------------------------------------------------------------------------------
@@ -144,25 +192,24 @@ def get_parser() -> argparse.ArgumentParser:
     sense = commands.add_parser("sense", help="the papers' matrix completion / sensing problems")
     sense.add_argument("--problem", choices=("completion", "sensing"), default="completion")
     sense.add_argument("--n", type=int, default=100, help="matrix size (default: %(default)s)")
-    sense.add_argument("--rank", type=int, default=3, help="rank of the truth, eigenvalues 1..rank (default: 3)")
+    sense.add_argument("--truth-rank", type=int, default=3,
+                       help="rank of the truth, eigenvalues 1..truth-rank (default: %(default)s)")
     sense.add_argument("--measurements", type=int, help="entries / measurements (default: 3nr, or 5nr for sensing)")
     sense.add_argument("--noise", type=float, default=0.0, help="Gaussian noise relative to the RMS measurement")
     sense.add_argument("--complex", action="store_true", help="complex Hermitian instead of real symmetric")
-    sense.add_argument("--precision", choices=("single", "double"), default="double", help="(default: %(default)s)")
     sense.add_argument("--out", default="sense-results", help="output folder (default: %(default)s)")
     sense.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    add_solver_options(sense, rank_flag="--factor-rank", iters=6000)
+    add_run_options(sense.add_argument_group("run"), defaults={"preset": "paper", "precision": "double"})
+    add_solver_options(sense, title="solver (normalized units, see docs/solvers.md; --rank defaults to n, the "
+                                    "papers' full-rank factor)")
 
     # ---- demo ----------------------------------------------------------------------------------
     demo = commands.add_parser("demo", help="simulate a small FP acquisition, reconstruct it with "
                                "BM and UDU, print metrics and write a comparison PNG")
     demo.add_argument("--out", default="demo-output", help="output folder (default: %(default)s)")
-    demo.add_argument("--iters", type=int, default=4000, help="iterations per solver (default: %(default)s)")
-    demo.add_argument("--rank", type=int, default=4, help="factor rank r (default: %(default)s)")
-    demo.add_argument("--seed", type=int, default=0, help="random start (default: %(default)s)")
-    demo.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
-    demo.add_argument("--precision", choices=("single", "double"), default="single")
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    add_run_options(demo.add_argument_group("run"))
+    add_solver_options(demo)
     return parser
 
 
@@ -278,9 +325,11 @@ def run_reconstruct(args):
     from .batch import reconstruct_files
 
     out = prepare_output_folder(args.out)
-    written = reconstruct_files(args.inputs, solver=args.solver, out_dir=out, device=args.device,
-                                precision=args.precision, resume=args.resume, progress=not args.no_progress,
-                                batch_size=args.batch_size, **solver_options(args), seed=args.seed)
+    options = solver_overrides(args)
+    if "max_iters" in options:
+        options.setdefault("yield_every", max(1, min(50, options["max_iters"] // 100 or 1)))
+    written = reconstruct_files(args.inputs, run=run_options(args), out_dir=out, resume=args.resume,
+                                progress=not args.no_progress, batch_size=args.batch_size, **options)
     print(f"wrote {len(written)} result file(s) to {out}; look at them with: ptycho-app compare "
           + " ".join(str(p) for p in written[:4]) + (" ..." if len(written) > 4 else ""))
 
@@ -301,29 +350,25 @@ def run_info(args):
 
 
 def run_sense(args):
-    from .batch import expand_solvers
     from .report import compare_results, markdown_table
     from .sense import run_sense as solve_sense
 
     out = prepare_output_folder(args.out)
-    options = solver_options(args)
-    written = solve_sense(problem=args.problem, n=args.n, rank=args.rank, measurements=args.measurements,
-                          noise=args.noise, is_complex=args.complex, solvers=expand_solvers(args.solver),
-                          out_dir=out, precision=args.precision, seed=args.seed, progress=not args.no_progress,
-                          factor_rank=options.pop("rank"), **options)
+    written = solve_sense(problem=args.problem, n=args.n, truth_rank=args.truth_rank, measurements=args.measurements,
+                          noise=args.noise, is_complex=args.complex, run=run_options(args), out_dir=out,
+                          progress=not args.no_progress, **solver_overrides(args))
     report = compare_results(written, out)
     print(markdown_table(report["rows"]), end="")
     print("wrote " + ", ".join(str(p) for p in [*written, *report["figures"], report["markdown"]]))
 
 
 def run_demo(args):
-    if args.iters < 1 or args.rank < 1:
-        raise ValueError("--iters and --rank must be positive")
     from .demo import run_demo as demo
 
+    if args.max_iters is not None and args.max_iters < 1:
+        raise ValueError(f"--iters must be at least 1, got {args.max_iters}")
     prepare_output_folder(args.out)
-    demo(out_dir=args.out, iterations=args.iters, rank=args.rank, device=args.device, precision=args.precision,
-         seed=args.seed, progress=not args.no_progress)
+    demo(out_dir=args.out, run=run_options(args), progress=not args.no_progress, **solver_overrides(args))
 
 
 COMMANDS = {"simulate": run_simulate, "import": run_import, "reconstruct": run_reconstruct,

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from .analysis import (
     amplitude_psnr,
@@ -19,53 +18,34 @@ from .analysis import (
     object_from_factors,
     relative_error,
 )
-from .device import resolve_device, resolve_dtype
 from .io import atomic_path
 from .lifting import LiftedFP
 from .physics import band_limit, fp_intensities
 from .plotting import comparison_figure
+from .session import RunOptions, batch_options, run_to_end
 from .simulation import default_acquisition, reference_object
-from .solvers import SolverOptions, iterate
 
 
-def run_with_progress(operator, b, options, label="", progress=True):
-    """Run :func:`~ptycho_app.solvers.iterate` to the end behind a tqdm bar.
-
-    Returns
-    -------
-    SolverState
-        The final state.
-    """
-    state = None
-    with tqdm(total=options.max_iters, desc=label, unit="it", disable=not progress,
-              dynamic_ncols=True) as bar:
-        for state in iterate(operator, b, options):
-            bar.update(state.iteration - bar.n)
-            bar.set_postfix(loss=f"{state.loss.max().item():.3e}",
-                            rel_res=f"{state.relative_residual.max().item():.2e}")
-    return state
-
-
-def summarize(state, grid_size, truth=None, tol=1e-6):
-    """Object, eigenvalues and metrics of problem 0 of a final state.
+def summarize(state, grid_size, truth=None, tol=1e-6, k=0):
+    """Object, eigenvalues and metrics of problem ``k`` of a final state.
 
     Returns
     -------
     dict
         ``object`` (N, N) complex64, ``eigenvalues`` (r,), ``losses`` (T,), and scalar metrics.
     """
-    U = state.U.to(torch.complex128)
-    weights = state.physical_weights().to(torch.float64)
+    U = state.U[k:k + 1].to(torch.complex128)
+    weights = state.physical_weights()[k:k + 1].to(torch.float64)
     values = factor_eigh(U, weights)[0][0].cpu().numpy()
     obj = object_from_factors(U, weights, grid_size)[0].cpu().numpy()
     summary = {
         "object": obj.astype(np.complex64),
         "eigenvalues": values,
-        "losses": state.losses[:, 0].cpu().numpy(),
+        "losses": state.losses[:, k].cpu().numpy(),
         "iterations": state.iteration,
         "seconds": state.elapsed,
         "seconds_per_iteration": state.elapsed / max(state.iteration, 1),
-        "relative_residual": float(state.relative_residual[0]),
+        "relative_residual": float(state.relative_residual[k]),
         "lambda2_over_lambda1": float(values[1] / values[0]) if len(values) > 1 else 0.0,
         "numerical_rank": numerical_rank(values, tol),
     }
@@ -97,45 +77,58 @@ def format_table(summaries):
     return "\n".join(lines)
 
 
-def run_demo(out_dir="demo-output", iterations=4000, rank=4, device="auto", precision="single",
-             seed=0, progress=True):
+def run_demo(out_dir="demo-output", run: RunOptions | None = None, progress=True, **options):
     """Simulate the default acquisition (64 x 64 object, 7 x 7 LEDs, 16 x 16 frames, noise-free),
-    reconstruct with BM and UDU, print metrics and write ``comparison.png`` and ``metrics.json``.
+    reconstruct it with ``run``'s methods (default BM and UDU, side by side in one batched solve,
+    the ``fast`` preset), print metrics and write ``comparison.png`` and ``metrics.json``.
+
+    ``options`` are :class:`~ptycho_app.solvers.SolverOptions` fields over the preset's (``rank``,
+    ``max_iters``, ``seed``, ...; None: the preset's).
 
     Returns
     -------
     dict
         ``label -> summary`` (see :func:`summarize`).
     """
+    run = run or RunOptions()
     out_dir = Path(out_dir)
     acquisition = default_acquisition()
     N = acquisition.grid_size
     obj = reference_object(N)
     truth = band_limit(obj, acquisition)
-    torch_device = resolve_device(device)
-    dtype = resolve_dtype(precision)
+    torch_device, dtype = run.torch_device, run.dtype()
     intensities = torch.as_tensor(fp_intensities(obj, acquisition)).to(torch_device, dtype.to_real())
     operator = LiftedFP(acquisition, device=torch_device, dtype=dtype)
+    methods = run.methods()
+    seed = options.pop("seed", None) or 0
+    solver_options = batch_options(methods, run.preset, (seed,), **options)
+    solver_options = batch_options(methods, run.preset, (seed,), **{
+        **options, "yield_every": max(1, solver_options.max_iters // 100)})
     print(f"Simulated {acquisition.n_frames} frames of {acquisition.frame_size}x{acquisition.frame_size} "
-          f"({acquisition.bright_field.sum()} bright-field) of a {N}x{N} object; solving on "
-          f"{torch_device} in {dtype}.")
+          f"({acquisition.bright_field.sum()} bright-field) of a {N}x{N} object; solving with the "
+          f"{run.preset} preset on {torch_device} in {dtype}.")
+    started = time.perf_counter()
+    b = intensities[None].expand(len(methods), -1, -1, -1)
+    state, interrupted = run_to_end(operator, b, solver_options, progress=progress,
+                                    label="+".join(m.upper() for m in methods))
+    if state is None or interrupted:
+        raise KeyboardInterrupt
+    wall = time.perf_counter() - started
     summaries = {}
-    for method in ("bm", "udu"):
-        options = SolverOptions(method=method, rank=rank, max_iters=iterations,
-                                yield_every=max(1, iterations // 100), seed=seed)
-        started = time.perf_counter()
-        state = run_with_progress(operator, intensities[None], options, label=method.upper(),
-                                  progress=progress)
-        summaries[method.upper()] = summarize(state, N, truth)
-        summaries[method.upper()]["wall_seconds"] = time.perf_counter() - started
+    for k, method in enumerate(methods):
+        summaries[method.upper()] = summarize(state, N, truth, k=k)
+        summaries[method.upper()]["wall_seconds"] = wall
     print(format_table(summaries))
     figure = out_dir / "comparison.png"
     comparison_figure(figure, truth, summaries,
-                      title=f"FP {N}x{N}, {acquisition.n_frames} LEDs, rank {rank}, {iterations} iterations")
+                      title=f"FP {N}x{N}, {acquisition.n_frames} LEDs, rank {solver_options.rank}, "
+                            f"{solver_options.max_iters} iterations, {run.preset} preset")
     metrics = {label: {k: v for k, v in s.items() if k not in ("object", "losses")}
                for label, s in summaries.items()}
     for entry in metrics.values():
         entry["eigenvalues"] = [float(v) for v in entry["eigenvalues"]]
+        entry["options"] = {"preset": run.preset, **{k: v for k, v in solver_options.to_dict().items()
+                                                     if k not in ("method", "seed", "yield_every")}}
     with atomic_path(out_dir / "metrics.json") as tmp:
         tmp.write_text(json.dumps(metrics, indent=2, default=float))
     print(f"Wrote {figure} and {out_dir / 'metrics.json'}")

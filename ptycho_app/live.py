@@ -14,12 +14,11 @@ import torch
 
 from .analysis import factor_eigh, leading_from_eigh
 from .batch import Input, results_from_state
-from .device import resolve_device, resolve_dtype
 from .io.measurement import Measurement
 from .io.results import result_path, write_result
 from .lifting import LiftedFP
 from .physics import spectrum_to_object
-from .solvers import SolverOptions, iterate
+from .session import RunOptions, batch_options, run
 
 
 @dataclass
@@ -48,8 +47,8 @@ class LiveUpdate:
     Attributes
     ----------
     iteration : int
-    solvers : dict
-        ``"bm"``/``"udu"`` -> :class:`SolverView`.
+    methods : dict
+        ``"bm"``/``"udu"`` -> :class:`SolverView` (one per method run).
     seconds : float
         Solver time so far.
     done : bool
@@ -57,33 +56,37 @@ class LiveUpdate:
         The batched state (for saving).
     options : SolverOptions
         The options of the run (for saving).
+    run : RunOptions
+        Methods, preset, device and precision of the run (for saving).
     """
 
     iteration: int
-    solvers: dict = field(default_factory=dict)
+    methods: dict = field(default_factory=dict)
     seconds: float = 0.0
     done: bool = False
     state: object = None
     options: object = None
+    run: object = None
 
 
-def live_reconstruction(measurement: Measurement, solver="both", rank=4, step=None, xi=1e-3, radius=0.5,
-                        iterations=2000, update_every=50, device="auto", seed=0, precision="single"):
+def live_reconstruction(measurement: Measurement, method="both", preset=None, device="auto", precision="single",
+                        update_every=50, seed=0, **options):
     """Run BM, UDU or both on one measurement and yield a :class:`LiveUpdate` every ``update_every``
     iterations (and at the end).
 
-    Closing the generator (a viewer's Stop) ends the run between updates; the last update holds
-    the state reached.
+    ``method``, ``preset``, ``device`` and ``precision`` are :class:`~ptycho_app.session.RunOptions`
+    fields; ``options`` are :class:`~ptycho_app.solvers.SolverOptions` fields over the preset's
+    (``max_iters``, ``rank``, ...; None: the preset's).  Closing the generator (a viewer's Stop)
+    ends the run between updates; the last update holds the state reached.
     """
-    methods = ("bm", "udu") if solver == "both" else (solver,)
-    options = SolverOptions(method=methods if len(methods) > 1 else methods[0], rank=rank, step=step, xi=xi,
-                            radius=radius, max_iters=iterations, yield_every=update_every,
-                            seed=(seed,) * len(methods))
-    torch_device = resolve_device(device)
-    operator = LiftedFP(measurement.acquisition, device=torch_device, dtype=resolve_dtype(precision))
+    settings = RunOptions(method=method, device=device, precision=precision,
+                          **({"preset": preset} if preset is not None else {}))
+    methods = settings.methods()
+    solver_options = batch_options(methods, settings.preset, (seed,), **{**options, "yield_every": update_every})
+    operator = LiftedFP(measurement.acquisition, device=settings.torch_device, dtype=settings.dtype())
     b = torch.as_tensor(measurement.intensities())[None].expand(len(methods), -1, -1, -1)
     N = measurement.acquisition.grid_size
-    for state in iterate(operator, b, options):
+    for state in run(operator, b, solver_options):
         U = state.U.to(torch.complex128)
         weights = state.physical_weights().to(torch.float64)
         values, vectors = factor_eigh(U, weights)
@@ -91,15 +94,15 @@ def live_reconstruction(measurement: Measurement, solver="both", rank=4, step=No
         values = values.cpu().numpy()
         losses = state.losses.cpu().numpy()
         views = {}
-        for k, method in enumerate(methods):
+        for k, name in enumerate(methods):
             obj = objects[k] * np.exp(-1j * np.angle(objects[k].mean()))  # mean phase 0: comparable views
-            views[method] = SolverView(np.abs(obj).astype(np.float32), np.angle(obj).astype(np.float32),
-                                       values[k], losses[:, k])
-        yield LiveUpdate(state.iteration, views, state.elapsed, state.done, state, options)
+            views[name] = SolverView(np.abs(obj).astype(np.float32), np.angle(obj).astype(np.float32),
+                                     values[k], losses[:, k])
+        yield LiveUpdate(state.iteration, views, state.elapsed, state.done, state, solver_options, settings)
 
 
 def save_live_results(update: LiveUpdate, measurement: Measurement, out_dir, name="measurement",
-                      precision="single", device="auto", interrupted=False) -> list[Path]:
+                      interrupted=False) -> list[Path]:
     """Write an update's state in the CLI's result layout: ``<out_dir>/<name>.<solver>.h5``.
 
     ``interrupted``: the run was stopped or failed before its last iteration (recorded as in the
@@ -108,12 +111,13 @@ def save_live_results(update: LiveUpdate, measurement: Measurement, out_dir, nam
     from .io.measurement import file_sha256
 
     state = update.state
-    methods = tuple(update.solvers)
+    methods = tuple(update.methods)
     source = measurement.path if measurement.path is not None else Path(f"{name}.h5")
     sha = file_sha256(source) if measurement.path is not None and Path(source).exists() else ""
     item = Input(Path(source), measurement, sha)
+    settings = update.run or RunOptions()
     results = results_from_state(state, [item] * len(methods), update.options, [None] * len(methods),
-                                 resolve_device(device), precision, interrupted)
+                                 settings.torch_device, settings.precision, interrupted, settings.preset)
     written = []
     for method, result in zip(methods, results, strict=True):
         path = result_path(out_dir, source, method)

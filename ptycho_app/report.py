@@ -31,7 +31,7 @@ def result_metrics(result: Result) -> dict:
     values = np.asarray(result.eigenvalues, dtype=np.float64)
     run = int(result.attrs.get("run_iterations", result.iterations))
     metrics = {
-        "input": str(result.attrs.get("input_file", "")), "solver": result.solver,
+        "input": str(result.attrs.get("input_file", "")), "method": result.method,
         "rank": int(result.attrs.get("rank", len(values))),
         "relative_error": None, "psnr": None, "ssim": None,
         "lambda2_over_lambda1": float(values[1] / values[0]) if len(values) > 1 and values[0] > 0 else 0.0,
@@ -42,6 +42,7 @@ def result_metrics(result: Result) -> dict:
         "seconds": float(result.attrs.get("seconds", float("nan"))),
         "seconds_per_iteration": float(result.attrs.get("seconds", float("nan"))) / max(run, 1),
         "interrupted": bool(result.attrs.get("interrupted", False)),
+        "options": options_summary(result.attrs),
     }
     if result.object is not None and result.reference is not None:
         metrics.update(relative_error=relative_error(result.object, result.reference),
@@ -67,9 +68,11 @@ def format_value(value) -> str:
 
 def markdown_table(rows: list[dict]) -> str:
     """Metrics rows as a Markdown table (one row per result)."""
-    columns = ("input", "solver") + METRIC_COLUMNS + ("interrupted",)
+    columns = ("input", "method") + METRIC_COLUMNS + ("interrupted",)
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(format_value(row.get(c)) for c in columns) + " |" for row in rows]
+    lines += ["", "| input | method | options |", "|---|---|---|"]
+    lines += [f"| {row.get('input')} | {row.get('method')} | {row.get('options') or '-'} |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -96,7 +99,7 @@ def compare_results(paths, out_dir) -> dict:
     for input_name, group in by_input.items():
         stem = Path(input_name).stem
         figure = out_dir / f"{stem}.comparison.png"
-        curves = {r.solver.upper() if len({x.solver for x in group}) == len(group) else r.path.name:
+        curves = {r.method.upper() if len({x.method for x in group}) == len(group) else r.path.name:
                   {"object": r.object, "eigenvalues": r.eigenvalues, "losses": r.loss} for r in group}
         with_objects = [r for r in group if r.object is not None]
         if len(with_objects) == len(group):
@@ -153,17 +156,26 @@ def describe_measurement(path) -> str:
     return "\n".join(lines)
 
 
+#: Options shown by ``info`` and ``compare``, in this order (those a result does not record are skipped).
+SHOWN_OPTIONS = ("preset", "rank", "loss", "precondition", "precondition_alpha", "momentum", "init", "step", "step_d",
+                 "step_schedule", "scaled_lambda", "xi", "radius", "seed")
+
+
+def options_summary(attrs: dict) -> str:
+    """The solver options a result records, as ``name value`` pairs (files before 0.2 record fewer)."""
+    return ", ".join(f"{name} {format_value(attrs[name])}" for name in SHOWN_OPTIONS
+                     if attrs.get(name) is not None)
+
+
 def describe_result(result: Result) -> str:
     a = result.attrs
     values = result.eigenvalues
     relative = values / values[0] if values[0] > 0 else values
     metrics = result_metrics(result)
     lines = [
-        f"{result.path}: {str(a.get('solver', '?')).upper()} result ({a.get('problem', 'fp')}) from "
+        f"{result.path}: {result.method.upper()} result ({a.get('problem', 'fp')}) from "
         f"{a.get('input_file', '?')} (sha256 {str(a.get('input_sha256', '?'))[:12]}...)",
-        f"  solver:        rank {a.get('rank')}, step {a.get('step')}"
-        + (f", step_d {a.get('step_d')}, radius {a.get('radius')}" if a.get("solver") == "udu" else "")
-        + f", xi {a.get('xi')}, seed {a.get('seed')}, {a.get('device')} {a.get('precision')}",
+        f"  method:        {options_summary(a)}, {a.get('device')} {a.get('precision')}",
         f"  iterations:    {result.iterations}" + (" (interrupted: resumable with --resume)"
                                                     if a.get("interrupted") else ""),
         f"  loss:          {result.loss[0]:.4e} -> {result.loss[-1]:.4e} (relative residual "

@@ -3,7 +3,7 @@
 Results use the same file layout as FP reconstructions (eigenvalues, loss, factors), with the
 ground-truth matrix as ``reference_matrix``, so ``ptycho-app compare`` reports their errors and
 spectra.  Defaults reproduce Hou, Sra and Yurtsever's completion experiment (n = 100, eigenvalues
-1, 2, 3, 900 entries, a full-rank factor).
+1, 2, 3, 900 entries, a full-rank factor) with the ``paper`` preset.
 """
 
 from __future__ import annotations
@@ -16,64 +16,67 @@ import numpy as np
 import torch
 
 from .analysis import factor_eigh
-from .demo import run_with_progress
-from .device import resolve_dtype
 from .io.results import Result, write_result
 from .problems import completion_problem, sensing_problem
-from .solvers import SolverOptions
+from .session import RunOptions, batch_options, problem_options, run_to_end
+from .solvers import DEFAULT_PRESET
 
 PROBLEMS = ("completion", "sensing")
 
 
-def default_measurements(problem: str, n: int, rank: int) -> int:
+def default_measurements(problem: str, n: int, truth_rank: int) -> int:
     """900 entries for the papers' n = 100, rank 3 completion (3 n r); 5 n r Gaussian measurements."""
-    return 3 * n * rank if problem == "completion" else 5 * n * rank
+    return 3 * n * truth_rank if problem == "completion" else 5 * n * truth_rank
 
 
-def run_sense(problem="completion", n=100, rank=3, measurements=None, noise=0.0, is_complex=False,
-              solvers=("bm", "udu"), out_dir="sense-results", precision="double", seed=0,
-              progress=True, **options) -> list[Path]:
-    """Build a random problem, solve it with each solver and write ``<out>/<name>.<solver>.h5``.
+def run_sense(problem="completion", n=100, truth_rank=3, measurements=None, noise=0.0, is_complex=False,
+              run: RunOptions | None = None, out_dir="sense-results", progress=True, **options) -> list[Path]:
+    """Build a random problem, solve it with each method (side by side, one batched solve) and write
+    ``<out>/<name>.<method>.h5``.
 
     Parameters
     ----------
     problem : {"completion", "sensing"}
     n : int
         Matrix size.
-    rank : int
-        Rank of the ground truth; its eigenvalues are ``1, 2, ..., rank``.
+    truth_rank : int
+        Rank of the ground truth; its eigenvalues are ``1, 2, ..., truth_rank``.
     measurements : int, optional
         Observed entries / Gaussian measurements (default :func:`default_measurements`).
     noise : float
         Standard deviation of additive Gaussian noise, relative to the RMS measurement.
     is_complex : bool
-    solvers : sequence of {"bm", "udu"}
+    run : RunOptions
+        Methods, preset (default ``paper``), precision (default double); the device is the CPU.
     options
-        :class:`~ptycho_app.solvers.SolverOptions` fields; ``rank`` there is ``factor_rank``
-        (default ``n``: the papers' over-parameterized factor).
+        :class:`~ptycho_app.solvers.SolverOptions` fields over the preset's; ``rank`` (the factor
+        rank) defaults to ``n``, the papers' over-parameterized factor.
 
     Returns
     -------
     list of Path
     """
+    run = run or RunOptions(preset=DEFAULT_PRESET["sense"], precision="double")
     if problem not in PROBLEMS:
         raise ValueError(f"--problem must be one of {', '.join(PROBLEMS)}, got {problem!r}")
-    for name, value, low in (("--n", n, 2), ("--rank", rank, 1)):
+    for name, value, low in (("--n", n, 2), ("--truth-rank", truth_rank, 1)):
         if int(value) != value or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value}")
-    if rank > n:
-        raise ValueError(f"--rank {rank} exceeds --n {n}")
-    m = default_measurements(problem, n, rank) if measurements is None else measurements
+    if truth_rank > n:
+        raise ValueError(f"--truth-rank {truth_rank} exceeds --n {n}")
+    m = default_measurements(problem, n, truth_rank) if measurements is None else measurements
     if int(m) != m or m < 1:
         raise ValueError(f"--measurements must be a positive integer, got {m}")
     if not noise >= 0:
         raise ValueError(f"--noise must be >= 0, got {noise}")
-    factor_rank = options.pop("factor_rank", None) or n
-    per_method = {method: SolverOptions(**{**options, "method": method, "rank": factor_rank, "seed": seed})
-                  for method in solvers}
+    seed = int(options.pop("seed", None) or 0)
+    if options.get("rank") is None:
+        options["rank"] = n
+    methods = run.methods()
+    solver_options = batch_options(methods, run.preset, (seed,), **options)
     torch_device = torch.device("cpu")  # small problems: the CPU is the right place
-    dtype = resolve_dtype(precision, is_complex)
-    eigenvalues = tuple(float(k) for k in range(1, rank + 1))
+    dtype = run.dtype(is_complex)
+    eigenvalues = tuple(float(k) for k in range(1, truth_rank + 1))
     if problem == "completion":
         if m > n * n:
             raise ValueError(f"--measurements {m} exceeds the {n * n} entries of the matrix")
@@ -84,26 +87,29 @@ def run_sense(problem="completion", n=100, rank=3, measurements=None, noise=0.0,
         rms = b.flatten().norm() / np.sqrt(b.numel())
         b = b + noise * rms * torch.randn(b.shape, generator=torch.Generator().manual_seed(seed + 7),
                                           dtype=b.dtype)
-    config = {"problem": problem, "n": n, "rank": rank, "measurements": m, "noise": noise,
+    config = {"problem": problem, "n": n, "truth_rank": truth_rank, "measurements": m, "noise": noise,
               "complex": is_complex, "seed": seed}
-    name = f"{problem}-n{n}-r{rank}-m{m}" + ("-complex" if is_complex else "") + (f"-noise{noise:g}" if noise else "")
+    name = f"{problem}-n{n}-r{truth_rank}-m{m}" + ("-complex" if is_complex else "") + (
+        f"-noise{noise:g}" if noise else "")
+    batch = len(methods)
+    state, interrupted = run_to_end(operator, b.expand(batch, *b.shape[1:]), solver_options, progress=progress,
+                                    label="+".join(m_.upper() for m_ in methods))
+    if state is None or interrupted:
+        raise KeyboardInterrupt
+    U = state.U.to(torch.complex128 if is_complex else torch.float64)
+    values = factor_eigh(U, state.physical_weights().to(torch.float64))[0].cpu().numpy()
     written = []
-    for method, method_options in per_method.items():
-        state = run_with_progress(operator, b, method_options, label=method.upper(), progress=progress)
-        U = state.U.to(torch.complex128 if is_complex else torch.float64)
-        values = factor_eigh(U, state.physical_weights().to(torch.float64))[0][0].cpu().numpy()
-        attrs = {"problem": problem, "solver": method, "rank": method_options.rank, "step": method_options.step,
-                 "step_d": method_options.step_d, "xi": method_options.xi,
-                 "radius": method_options.radius if method == "udu" else None, "iterations": state.iteration,
-                 "run_iterations": state.iteration, "seed": seed, "input_file": name,
+    for k, method in enumerate(methods):
+        recorded = problem_options(solver_options, k, batch, run.preset)
+        attrs = {"problem": problem, **recorded, "iterations": state.iteration,
+                 "run_iterations": state.iteration, "input_file": name,
                  "input_sha256": hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest(),
-                 "scale": float(state.scale[0]),
-                 "relative_residual": float(state.relative_residual[0]), "seconds": float(state.elapsed),
-                 "device": str(torch_device),
-                 "precision": precision, "interrupted": False, "options": method_options.to_dict(),
-                 "problem_config": config}
-        result = Result(eigenvalues=values, loss=state.losses[:, 0].cpu().numpy(), U=state.U[0].cpu().numpy(),
-                        d=state.d[0].cpu().numpy().astype(np.float64), attrs=attrs, reference_matrix=truth)
+                 "scale": float(state.scale[k]),
+                 "relative_residual": float(state.relative_residual[k]), "seconds": float(state.elapsed),
+                 "device": str(torch_device), "precision": run.precision, "interrupted": False,
+                 "options": recorded, "problem_config": config}
+        result = Result(eigenvalues=values[k], loss=state.losses[:, k].cpu().numpy(), U=state.U[k].cpu().numpy(),
+                        d=state.d[k].cpu().numpy().astype(np.float64), attrs=attrs, reference_matrix=truth)
         path = Path(out_dir) / f"{name}.{method}.h5"
         write_result(path, result)
         written.append(path)

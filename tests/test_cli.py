@@ -42,13 +42,34 @@ def test_output_path_that_is_a_file_is_refused_before_solving(tmp_path, capsys):
 
 
 def test_unknown_option_exits_2_with_one_line(capsys):
-    assert main(["demo", "--solver", "xyz"]) == 2
+    assert main(["demo", "--methd", "xyz"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "unrecognized arguments: --solver xyz" in err[0] and "--help" in err[0]
+    assert len(err) == 1 and "unrecognized arguments: --methd xyz" in err[0] and "--help" in err[0]
+    assert main(["demo", "--method", "xyz"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "invalid choice: 'xyz'" in err[0]
 
 
 def test_parser_documents_groups():
     commands = get_parser()._subparsers._group_actions[0].choices
     assert set(commands) == {"simulate", "import", "reconstruct", "compare", "info", "sense", "demo"}
     help_text = commands["reconstruct"].format_help()
-    assert "--precision" in help_text and "hardware" in help_text and "--resume" in help_text
+    assert "--precision" in help_text and "batching" in help_text and "--resume" in help_text
+
+
+def test_solver_flags_come_from_the_options_dataclass():
+    """Every SolverOptions field (but method and yield_every) is a flag of reconstruct, demo and sense, with
+    the dataclass's help text and choices, and the presets' defaults in the help."""
+    from ptycho_app.solvers.options import fields_by_name
+
+    commands = get_parser()._subparsers._group_actions[0].choices
+    for command in ("reconstruct", "demo", "sense"):
+        actions = {a.dest: a for a in commands[command]._actions}
+        for name, f in fields_by_name().items():
+            if name in ("method", "yield_every"):
+                continue
+            action = actions[name]
+            assert action.help.startswith(f.metadata["help"]) and action.default is None
+            assert tuple(action.choices or ()) == tuple(f.metadata.get("choices", ()))
+        assert "paper intensity, fast amplitude" in actions["loss"].help
+        assert actions["preset"].default == ("paper" if command == "sense" else "fast")

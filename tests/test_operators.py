@@ -101,9 +101,12 @@ def test_lifted_gradient_matches_autograd(name, operator):
 
 
 def test_fp_buffered_hot_path_equals_the_generic_one(monkeypatch):
-    """LiftedFP's buffered residual_and_product (pupil support only, persistent buffers, automatic
-    frame blocks, BM's unit weights skipped) equals QuadraticLifted's plain version, call after call."""
+    """LiftedFP's buffered evaluate (pupil support only, persistent buffers, automatic frame blocks,
+    BM's unit weights skipped) with the intensity loss equals QuadraticLifted's plain
+    residual_and_product, call after call: value = 1/2 ||r||^2, residual_sq = ||r||^2, G U = A^*(r) U.
+    (Every loss against QuadraticLifted.evaluate: tests/test_losses.py.)"""
     import ptycho_app.lifting.fp as fp
+    from ptycho_app.lifting.losses import make_loss
     from ptycho_app.lifting.quadratic import QuadraticLifted
 
     operator = LiftedFP(tiny_acquisition(), dtype=torch.complex128)
@@ -111,8 +114,11 @@ def test_fp_buffered_hot_path_equals_the_generic_one(monkeypatch):
     assert [b.stop - b.start for b in operator.work_blocks(2, 3)] == [4, 4, 1]
     U, d = random_factors(operator.n, 3, 2, operator.dtype, seed=5)
     b = torch.rand(2, *operator.measurement_shape, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    loss = make_loss("intensity").bind(b)
     for weights in (d, torch.ones_like(d), d):
-        residual, GU = operator.residual_and_product(U, weights, b)
+        value, residual_sq, GU = operator.evaluate(U, weights, b, loss)
         expected_residual, expected_GU = QuadraticLifted.residual_and_product(operator, U, weights, b)
-        assert torch.allclose(residual, expected_residual, rtol=1e-12, atol=1e-13)
+        expected_sq = expected_residual.flatten(1).square().sum(1)
+        assert torch.allclose(residual_sq, expected_sq, rtol=1e-12, atol=0)
+        assert torch.allclose(value, 0.5 * expected_sq, rtol=1e-12, atol=0)
         assert torch.allclose(GU, expected_GU, rtol=1e-12, atol=1e-13 * expected_GU.abs().max())

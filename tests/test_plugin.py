@@ -30,7 +30,7 @@ def test_manifest_validates_and_napari_finds_the_contributions():
 def test_reader_opens_measurements_and_results(tmp_path, make_napari_viewer):
     measurement = tmp_path / "tile.h5"
     assert main(["simulate", "--out", str(measurement), "--frame-size", "16", "--upsample", "2", "--leds", "5"]) == 0
-    assert main(["reconstruct", str(measurement), "--solver", "udu", "--iters", "20", "--no-progress",
+    assert main(["reconstruct", str(measurement), "--method", "udu", "--iters", "20", "--no-progress",
                  "--out", str(tmp_path / "r")]) == 0
     viewer = make_napari_viewer()
     frames = viewer.open(str(measurement), plugin="ptycho-app")
@@ -52,7 +52,7 @@ def test_live_reconstruction_updates_layers_spectra_and_stops(make_napari_viewer
     viewer.open_sample("ptycho-app", "fp_simulation")
     _, widget = viewer.window.add_plugin_dock_widget("ptycho-app", "FP reconstruction")
     assert widget.form.layer.value.name == "simulated frames"
-    widget.form.iterations.value, widget.form.update_every.value, widget.form.device.value = 600, 100, "cpu"
+    widget.form.max_iters.value, widget.form.update_every.value, widget.form.device.value = 600, 100, "cpu"
     seen = []
     draw = widget.show_update
 
@@ -74,10 +74,10 @@ def test_live_reconstruction_updates_layers_spectra_and_stops(make_napari_viewer
         for before, after in zip(seen[:-1], seen[1:], strict=True):
             assert not np.allclose(before[name][1], after[name][1])
     # the spectrum plot holds the current eigenvalues of both solvers
-    for method, view in widget.last_update.solvers.items():
+    for method, view in widget.last_update.methods.items():
         expected = np.maximum(view.eigenvalues / view.eigenvalues[0], 1e-17)
         np.testing.assert_allclose(widget.current_eigenvalues()[method], expected)
-    udu = widget.last_update.solvers["udu"].eigenvalues
+    udu = widget.last_update.methods["udu"].eigenvalues
     assert udu[1] / udu[0] < 1e-3  # UDU's spectrum already falls, as the CLI shows
     written = widget.save(tmp_path)
     assert sorted(p.name for p in written) == ["simulated.bm.h5", "simulated.udu.h5"]
@@ -99,7 +99,7 @@ def test_live_reconstruction_updates_layers_spectra_and_stops(make_napari_viewer
     assert canvas.std() > 20 and (canvas.mean(axis=2) > 30).mean() > 0.3  # the reconstructions, not black
 
     # Stop: a long run ends between iterations and keeps its last state
-    widget.form.iterations.value, widget.form.update_every.value = 1_000_000, 20
+    widget.form.max_iters.value, widget.form.update_every.value = 1_000_000, 20
     widget.run()
     qtbot.waitUntil(lambda: widget.last_update is not None and widget.last_update.iteration >= 40, timeout=60_000)
     widget.stop()
@@ -110,7 +110,7 @@ def test_live_reconstruction_updates_layers_spectra_and_stops(make_napari_viewer
     assert all(read_result(p).attrs["interrupted"] for p in stopped)
 
     # a second run (BM only) replaces the first run's layers and curves
-    widget.form.solver.value, widget.form.iterations.value = "bm", 40
+    widget.form.method.value, widget.form.max_iters.value = "bm", 40
     widget.run()
     wait_for_worker(qtbot, widget)
     assert "simulated UDU amplitude" not in viewer.layers and "simulated BM amplitude" in viewer.layers
@@ -134,8 +134,9 @@ def test_divergence_becomes_a_notification(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     viewer.open_sample("ptycho-app", "fp_simulation")
     _, widget = viewer.window.add_plugin_dock_widget("ptycho-app", "FP reconstruction")
-    widget.form.solver.value, widget.form.step.value, widget.form.device.value = "bm", 2.0, "cpu"
-    widget.form.iterations.value, widget.form.update_every.value = 2000, 10
+    widget.form.preset.value = "paper"  # plain gradient descent: a too-large step diverges
+    widget.form.method.value, widget.form.step.value, widget.form.device.value = "bm", 2.0, "cpu"
+    widget.form.max_iters.value, widget.form.update_every.value = 2000, 10
     widget.run()
     wait_for_worker(qtbot, widget, timeout=60_000)
     assert widget.status.value.startswith("error:") and "non-finite" in widget.status.value
@@ -146,7 +147,7 @@ def test_closing_the_widget_stops_its_run(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     viewer.open_sample("ptycho-app", "fp_simulation")
     dock, widget = viewer.window.add_plugin_dock_widget("ptycho-app", "FP reconstruction")
-    widget.form.iterations.value, widget.form.update_every.value, widget.form.device.value = 1_000_000, 20, "cpu"
+    widget.form.max_iters.value, widget.form.update_every.value, widget.form.device.value = 1_000_000, 20, "cpu"
     widget.run()
     qtbot.waitUntil(lambda: widget.last_update is not None, timeout=60_000)
     widget.close()

@@ -57,7 +57,7 @@ def read_ptycho(path):
     if result.object is None:
         raise ValueError(f"{path}: a {result.attrs.get('problem')} result has no image to show")
     pixel = float(result.attrs.get("pixel_size", 1e-6)) * 1e6
-    label = f"{path.stem.split('.')[0]} {result.solver.upper()}"
+    label = f"{path.stem.split('.')[0]} {result.method.upper()}"
     return [(np.abs(result.object), {"name": f"{label} amplitude", "scale": (pixel, pixel), "colormap": "gray"},
              "image"),
             (np.angle(result.object), {"name": f"{label} phase", "scale": (pixel, pixel), "colormap": "twilight",

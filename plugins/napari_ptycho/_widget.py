@@ -2,8 +2,10 @@
 
 The worker runs :func:`ptycho_app.live.live_reconstruction` (plain parameters in, plain data
 out); this widget only updates layers and plots when an update arrives, so the viewer stays
-responsive.  With "both", BM and UDU run in one batched solve and their layers sit side by side
-(BM left, UDU right; amplitude above phase).
+responsive.  The form is built from the options dataclasses (``RunOptions``, ``SolverOptions``):
+choices, defaults and help texts (tooltips) live there; choosing a preset sets the solver fields.
+With "both", BM and UDU run in one batched solve and their layers sit side by side (BM left, UDU
+right; amplitude above phase).
 """
 
 from __future__ import annotations
@@ -18,6 +20,42 @@ from qtpy.QtWidgets import QFileDialog, QVBoxLayout, QWidget
 from . import LAYER_KEY
 
 COLORS = {"bm": "tab:blue", "udu": "tab:orange"}
+
+#: RunOptions fields on the form (all of them).
+RUN_FIELDS = ("method", "preset", "device", "precision")
+#: SolverOptions fields on the form (the CLI has all; these are the ones a viewer session changes).
+SOLVER_FIELDS = ("rank", "loss", "precondition", "momentum", "init", "step", "step_d", "xi", "radius", "max_iters",
+                 "seed")
+#: Fields whose 0 means "the default for the method and loss".
+OPTIONAL_FIELDS = ("step", "step_d")
+LABELS = {"max_iters": "iterations", "step": "step (0: default)", "step_d": "step_d (0: default)"}
+
+
+def option_widgets():
+    """Form widgets for :data:`RUN_FIELDS` and :data:`SOLVER_FIELDS`, built from the options dataclasses
+    (choices, defaults and help texts, shown as tooltips, live there)."""
+    from dataclasses import fields
+
+    from ptycho_app.session import RunOptions
+    from ptycho_app.solvers.options import fields_by_name
+
+    run_fields = {f.name: f for f in fields(RunOptions)}
+    solver_fields = fields_by_name()
+    widgets = []
+    for name in (*RUN_FIELDS, *SOLVER_FIELDS):
+        f = run_fields.get(name) or solver_fields[name]
+        common = {"name": name, "label": LABELS.get(name, name.replace("_", " ")), "tooltip": f.metadata["help"]}
+        choices = f.metadata.get("choices") or (("auto", "cpu", "cuda") if name == "device" else None)
+        if choices:
+            widgets.append(ComboBox(choices=list(choices), value=f.default, **common))
+        elif isinstance(f.default, int) and not isinstance(f.default, bool):
+            low = 0 if name == "seed" else 1
+            widgets.append(SpinBox(value=f.default, min=low, max=2**31 - 1, **common))
+        else:
+            widget = FloatSpinBox(value=f.default or 0.0, min=0.0, max=1e6, step=1e-3, **common)
+            widget.native.setDecimals(6)
+            widgets.append(widget)
+    return widgets
 
 
 class ReconstructionError(Exception):
@@ -54,17 +92,12 @@ class ReconstructionWidget(QWidget):
         self.form = Container(widgets=[
             ComboBox(name="layer", label="measurement layer", choices=self._measurement_layers),
             FileEdit(name="file", label="or file", mode="r", filter="*.h5 *.hdf5", value=""),
-            ComboBox(name="solver", choices=["both", "bm", "udu"], value="both"),
-            SpinBox(name="rank", value=4, min=1, max=64),
-            FloatSpinBox(name="step", label="step (0: default)", value=0.0, min=0.0, max=2.0, step=0.01),
-            FloatSpinBox(name="xi", value=1e-3, min=1e-6, max=10.0, step=1e-3),
-            FloatSpinBox(name="radius", value=0.5, min=0.01, max=100.0, step=0.1),
-            SpinBox(name="iterations", value=2000, min=1, max=1_000_000),
-            SpinBox(name="update_every", label="update interval", value=50, min=1, max=100_000),
-            ComboBox(name="device", choices=["auto", "cpu", "cuda"], value="auto"),
-            SpinBox(name="seed", value=0, min=0, max=2**31 - 1),
+            *option_widgets(),
+            SpinBox(name="update_every", label="update interval", value=50, min=1, max=100_000,
+                    tooltip="redraw the layers and plots every this many iterations"),
         ])
-        self.form.xi.native.setDecimals(6)
+        self.form.preset.changed.connect(self.apply_preset)
+        self.apply_preset(self.form.preset.value)
         self.run_button = PushButton(text="Run")
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.save_button = PushButton(text="Save results", enabled=False)
@@ -91,11 +124,21 @@ class ReconstructionWidget(QWidget):
     def _measurement_layers(self, *_):
         return [layer for layer in self.viewer.layers if LAYER_KEY in layer.metadata]
 
+    def apply_preset(self, preset):
+        """Set the solver fields to the preset's values (the step fields to 0: the default for the loss)."""
+        from ptycho_app.solvers import SolverOptions
+
+        values = SolverOptions.preset(preset).to_dict()
+        for name in SOLVER_FIELDS:
+            widget = getattr(self.form, name)
+            value = values[name]
+            widget.value = 0.0 if name in OPTIONAL_FIELDS else value
+
     def parameters(self) -> dict:
-        """The solver parameters as plain values (what the worker gets; never widgets)."""
-        values = {name: getattr(self.form, name).value for name in
-                  ("solver", "rank", "step", "xi", "radius", "iterations", "update_every", "device", "seed")}
-        values["step"] = values["step"] or None
+        """The run and solver parameters as plain values (what the worker gets; never widgets)."""
+        values = {name: getattr(self.form, name).value for name in (*RUN_FIELDS, *SOLVER_FIELDS, "update_every")}
+        for name in OPTIONAL_FIELDS:
+            values[name] = values[name] or None  # 0: the default for the method and loss
         return values
 
     def selected_measurement(self):
@@ -182,7 +225,7 @@ class ReconstructionWidget(QWidget):
 
     @staticmethod
     def progress_text(update) -> str:
-        losses = ", ".join(f"{m.upper()} {v.losses[-1]:.3e}" for m, v in update.solvers.items())
+        losses = ", ".join(f"{m.upper()} {v.losses[-1]:.3e}" for m, v in update.methods.items())
         return f"iteration {update.iteration}: loss {losses}; {update.seconds:.1f} s"
 
     # ---- drawing --------------------------------------------------------------------------------
@@ -194,7 +237,7 @@ class ReconstructionWidget(QWidget):
         pixel = a.pixel_size_hr * 1e6
         N = a.grid_size
         added = False
-        for column, (method, view) in enumerate(update.solvers.items()):
+        for column, (method, view) in enumerate(update.methods.items()):
             for row, (kind, image) in enumerate((("amplitude", view.amplitude), ("phase", view.phase))):
                 name = f"{self.name} {method.upper()} {kind}"
                 layer = self.run_layers.get((method, kind))
@@ -220,7 +263,7 @@ class ReconstructionWidget(QWidget):
         self.update_seconds.append(time.perf_counter() - started)
 
     def _plot(self, update):
-        for method, view in update.solvers.items():
+        for method, view in update.methods.items():
             values = np.maximum(view.eigenvalues / max(view.eigenvalues[0], 1e-300), 1e-17)
             if method not in self.lines:
                 color = COLORS.get(method)
@@ -244,7 +287,7 @@ class ReconstructionWidget(QWidget):
 
     # ---- saving ---------------------------------------------------------------------------------
     def save(self, folder=None) -> list:
-        """Write the last update in the CLI's result layout (``<folder>/<name>.<solver>.h5``)."""
+        """Write the last update in the CLI's result layout (``<folder>/<name>.<method>.h5``)."""
         from napari.utils.notifications import show_error, show_info
 
         from ptycho_app.live import save_live_results
@@ -257,7 +300,6 @@ class ReconstructionWidget(QWidget):
                 return []
         try:
             written = save_live_results(self.last_update, self.measurement, folder, name=self.name,
-                                        device=self.run_parameters.get("device", "auto"),
                                         interrupted=self.outcome != "finished")
         except (ValueError, OSError) as error:
             show_error(f"FP reconstruction: cannot save: {error}")

@@ -67,17 +67,18 @@ class Result:
     path: Path | None = None
 
     @property
-    def solver(self) -> str:
-        return str(self.attrs.get("solver", "?"))
+    def method(self) -> str:
+        """``bm`` or ``udu`` (files before version 0.2 call it ``solver``)."""
+        return str(self.attrs.get("method", self.attrs.get("solver", "?")))
 
     @property
     def iterations(self) -> int:
         return int(self.attrs.get("iterations", len(self.loss) - 1))
 
 
-def result_path(out_dir, input_path, solver) -> Path:
-    """``<out_dir>/<input stem>.<solver>.h5``."""
-    return Path(out_dir) / f"{Path(input_path).stem}.{solver}.h5"
+def result_path(out_dir, input_path, method) -> Path:
+    """``<out_dir>/<input stem>.<method>.h5``."""
+    return Path(out_dir) / f"{Path(input_path).stem}.{method}.h5"
 
 
 def write_result(path, result: Result):

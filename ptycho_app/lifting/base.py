@@ -40,6 +40,8 @@ class LiftedOperator:
         Dtype of the factors.
     device : torch.device
         Where the operator's tensors live.
+    has_frames : bool
+        FP operators: the spectral preconditioner and the frame start are available.
     """
 
     n: int
@@ -47,6 +49,9 @@ class LiftedOperator:
     is_complex: bool
     dtype: torch.dtype
     device: torch.device
+    #: Whether the operator has FP frames: ``jacobi_diagonal`` (the spectral preconditioner),
+    #: ``support`` and ``frame_start``.
+    has_frames = False
 
     @property
     def real_dtype(self) -> torch.dtype:

@@ -17,10 +17,10 @@ class LiftedFP(QuadraticLifted):
     """Lifted FP measurements of the object spectrum.
 
     ``measure(U, d)`` returns ``(B, L, M, M)`` intensities ``sum_r d_r |psi_j(u_r)|^2``; the cost
-    of ``residual_and_product`` is ``2 r L`` FFTs of ``M x M`` plus window copies, memory
+    of :meth:`evaluate` (any loss) is ``2 r L`` FFTs of ``M x M`` plus window copies, memory
     ``O(B n r + B r L_block M^2)``.
 
-    The solver's hot path, :meth:`residual_and_product`, works in persistent buffers (gather,
+    The solver's hot path, :meth:`evaluate`, works in persistent buffers (gather,
     pupil, FFTs and products written with ``out=`` and in place): fresh buffers of this size
     would be page-faulted in on every iteration, which costs the CPU about twice the FFTs.
 
@@ -35,6 +35,8 @@ class LiftedFP(QuadraticLifted):
         Frames per block. Default: as many as keep one work buffer below :data:`BLOCK_BYTES`
         (all 121 frames of FP-256 up to rank 16; 32 frames of FP-1024 at rank 8).
     """
+
+    has_frames = True
 
     def __init__(self, acquisition: Acquisition, device="cpu", dtype=torch.complex64,
                  frames_per_block: int | None = None):

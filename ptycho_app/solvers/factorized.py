@@ -111,6 +111,17 @@ def initial_factors(n, rank, batch, xi, seed, dtype, device):
     return random_factors(n, rank, batch, xi, seed, dtype, device)
 
 
+def check_options(operator: LiftedOperator, options: SolverOptions):
+    """Raise ValueError for options the operator cannot serve (before any work starts)."""
+    if not operator.has_frames:
+        if options.precondition == "spectral":
+            raise ValueError(f"the spectral preconditioner needs an FP operator; {type(operator).__name__} has "
+                             "none (use precondition 'none')")
+        if options.init == "frame":
+            raise ValueError(f"the 'frame' start needs an FP operator; {type(operator).__name__} has no frames "
+                             "(use init 'random' or 'spectral')")
+
+
 def iterate(operator: LiftedOperator, b: torch.Tensor, options: SolverOptions, init=None):
     """Run the options' method and yield the state every ``options.yield_every`` iterations.
 
@@ -139,6 +150,7 @@ def iterate(operator: LiftedOperator, b: torch.Tensor, options: SolverOptions, i
     SolverDivergedError
         If the loss becomes non-finite (the error carries the last finite state).
     """
+    check_options(operator, options)
     device, dtype = operator.device, operator.dtype
     b = torch.as_tensor(b).to(device=device, dtype=operator.real_dtype)
     if b.shape[1:] != tuple(operator.measurement_shape):

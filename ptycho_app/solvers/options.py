@@ -186,10 +186,11 @@ def fields_by_name() -> dict:
     return {f.name: f for f in fields(SolverOptions)}
 
 
-#: Presets: name -> option values that differ from the dataclass defaults (the ``paper`` preset).
+#: Presets: name -> option values over the dataclass defaults (which are the papers' algorithms).
 PRESETS = {
-    "paper": {},
-    "fast": {"loss": "amplitude", "precondition": "spectral", "momentum": "nesterov", "init": "frame"},
+    "paper": {"max_iters": 5000},
+    "fast": {"loss": "amplitude", "precondition": "spectral", "momentum": "nesterov", "init": "frame",
+             "max_iters": 500},
 }
 
 #: The preset each kind of problem starts from when the user names none.

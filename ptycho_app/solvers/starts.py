@@ -100,7 +100,8 @@ def project_start(U, d, radius, udu):
     """UDU problems' ``U`` scaled into the ball (``d0 = 1``, as the authors start)."""
     from .methods import frobenius_norm
 
-    shrink = torch.where(udu[:, None, None], (radius / frobenius_norm(U)).clamp(max=1), torch.ones_like(U.real[:, :1, :1]))
+    inside = (radius / frobenius_norm(U)).clamp(max=1)
+    shrink = torch.where(udu[:, None, None], inside, torch.ones_like(inside))
     return U * shrink.to(U.dtype), d
 
 

@@ -1,0 +1,120 @@
+"""One run path: every front end (``reconstruct``, ``demo``, ``sense``, the napari widget) solves here.
+
+- :class:`RunOptions`: what a run needs besides the solver options (which methods side by side,
+  the preset, device, precision), with help texts for every front end, as :class:`SolverOptions`.
+- :func:`batch_options`: the solver options of one batched solve (each input by each method, side by
+  side, from the same random start).
+- :func:`run`: the solve as a generator of states, behind a tqdm bar when asked; :func:`run_to_end`
+  keeps the last state and turns Ctrl-C into an interrupted (resumable) run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+import torch
+from tqdm.auto import tqdm
+
+from .device import resolve_device, resolve_dtype
+from .solvers import DEFAULT_PRESET, METHODS, PRESETS, SolverOptions, iterate
+from .solvers.factorized import check_options
+
+#: ``both``: BM and UDU side by side in one batched solve.
+METHOD_CHOICES = (*METHODS, "both")
+
+
+@dataclass
+class RunOptions:
+    """Options of a run besides the solver's (defaults and help texts for the CLI and the widget)."""
+
+    method: str = field(default="both", metadata={
+        "help": "bm (X = U U^*), udu (X = U D U^*) or both, side by side in one batched solve from the same start",
+        "choices": METHOD_CHOICES})
+    preset: str = field(default=DEFAULT_PRESET["fp"], metadata={
+        "help": "fast: amplitude loss, spectral preconditioner, Nesterov momentum, frame start (the best measured "
+                "on FP); paper: the papers' exact algorithms (intensity loss, plain gradient descent, small "
+                "random start). Options given explicitly override the preset's", "choices": tuple(PRESETS)})
+    device: str = field(default="auto", metadata={"help": "auto (cuda when present), cpu or cuda"})
+    precision: str = field(default="single", metadata={"help": "single or double", "choices": ("single", "double")})
+
+    def __post_init__(self):
+        for f in fields(self):
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices:
+                raise ValueError(f"{f.name} must be one of {', '.join(choices)}, got {getattr(self, f.name)!r}")
+
+    def methods(self) -> tuple:
+        """The methods to run: ``("bm", "udu")`` for ``both``."""
+        return tuple(METHODS) if self.method == "both" else (self.method,)
+
+    @property
+    def torch_device(self) -> torch.device:
+        return resolve_device(self.device)
+
+    def dtype(self, is_complex: bool = True) -> torch.dtype:
+        return resolve_dtype(self.precision, is_complex)
+
+
+def batch_options(methods, preset: str, seeds, **overrides) -> SolverOptions:
+    """Solver options of one batched solve: every input (one seed each) by every method.
+
+    Problem ``m * len(seeds) + k`` is input ``k`` solved by ``methods[m]`` from seed ``seeds[k]``: BM
+    and UDU of the same input start from the same random draw.  ``overrides`` are
+    :class:`SolverOptions` fields (``None`` values are ignored: the preset's hold).
+    """
+    seeds = tuple(int(s) for s in seeds)
+    given = {k: v for k, v in overrides.items() if v is not None}
+    method = tuple(m for m in methods for _ in seeds)
+    return SolverOptions.preset(preset, **{**given, "method": method if len(method) > 1 else method[0],
+                                           "seed": seeds * len(methods)})
+
+
+def run(operator, b, options: SolverOptions, init=None, progress: bool = False, label: str = ""):
+    """Solve and yield each :class:`~ptycho_app.solvers.SolverState` (behind a tqdm bar with ``progress``)."""
+    check_options(operator, options)
+    with tqdm(total=options.max_iters, desc=label, unit="it", disable=not progress, dynamic_ncols=True) as bar:
+        for state in iterate(operator, b, options, init=init):
+            bar.update(state.iteration - bar.n)
+            bar.set_postfix(loss=f"{state.loss.max().item():.3e}",
+                            rel_res=f"{state.relative_residual.max().item():.2e}")
+            yield state
+
+
+def run_to_end(operator, b, options: SolverOptions, init=None, progress: bool = True, label: str = "",
+               on_update=None):
+    """Solve to the end (or to Ctrl-C) and return ``(last state, interrupted)``.
+
+    The last state is None when Ctrl-C came before the first update.  ``on_update`` is called with
+    each state.
+    """
+    state, interrupted = None, False
+    try:
+        for state in run(operator, b, options, init=init, progress=progress, label=label):
+            if on_update is not None:
+                on_update(state)
+    except KeyboardInterrupt:
+        interrupted = True
+    return state, interrupted
+
+
+def problem_options(options: SolverOptions, k: int, batch: int, preset: str | None = None) -> dict:
+    """The options problem ``k`` of a batch ran with, as a flat dict for result files.
+
+    Options that belong to another method (UDU's ``radius`` and ``step_d`` in a BM result) are left
+    out; ``step`` is the step this problem used; ``preset`` is recorded when known.
+    """
+    from .solvers import get_method
+
+    method = options.methods(batch)[k]
+    values = options.to_dict()
+    values.update(method=method, step=options.steps(batch)[k],
+                  seed=options.seed + k if isinstance(options.seed, int) else options.seed[k])
+    own = set(get_method(method).records)
+    for other in METHODS.values():
+        for name in other.records:
+            if name not in own:
+                values.pop(name, None)
+    values.pop("yield_every", None)
+    if preset is not None:
+        values["preset"] = preset
+    return values

@@ -117,13 +117,14 @@ def run_demo(out_dir="demo-output", run: RunOptions | None = None, progress=True
     summaries = {}
     for k, method in enumerate(methods):
         summaries[method.upper()] = summarize(state, N, truth, k=k)
+        summaries[method.upper()]["loss_name"] = solver_options.loss
         summaries[method.upper()]["wall_seconds"] = wall
     print(format_table(summaries))
     figure = out_dir / "comparison.png"
     comparison_figure(figure, truth, summaries,
                       title=f"FP {N}x{N}, {acquisition.n_frames} LEDs, rank {solver_options.rank}, "
                             f"{solver_options.max_iters} iterations, {run.preset} preset")
-    metrics = {label: {k: v for k, v in s.items() if k not in ("object", "losses")}
+    metrics = {label: {k: v for k, v in s.items() if k not in ("object", "losses", "loss_name")}
                for label, s in summaries.items()}
     for entry in metrics.values():
         entry["eigenvalues"] = [float(v) for v in entry["eigenvalues"]]

@@ -22,7 +22,8 @@ def comparison_figure(path, truth, results, title=""):
     truth : (N, N) complex or None
         Ground truth (band-limited); its row is left out when ``None``.
     results : dict
-        ``label -> dict(object=(N, N) complex, eigenvalues=(r,) real, losses=(T,) real)``.
+        ``label -> dict(object=(N, N) complex, eigenvalues=(r,) real, losses=(T,) real, loss_name=str)``
+        (``loss_name``: the loss's name, default intensity).
     title : str
     """
     rows = ([("ground truth", truth)] if truth is not None else []) + [
@@ -56,7 +57,8 @@ def draw_spectra_and_losses(spectrum_ax, loss_ax, results, marker_size=None):
     spectrum_ax.set_title("eigenvalues of X / lambda_1")
     spectrum_ax.set_xlabel("index")
     spectrum_ax.legend()
-    loss_ax.set_title("loss 1/2 ||A(X) - b||^2")
+    names = sorted({r.get("loss_name") or "intensity" for r in results.values()})
+    loss_ax.set_title(f"{' / '.join(names)} loss")
     loss_ax.set_xlabel("iteration")
     loss_ax.legend()
 

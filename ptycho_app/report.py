@@ -100,7 +100,8 @@ def compare_results(paths, out_dir) -> dict:
         stem = Path(input_name).stem
         figure = out_dir / f"{stem}.comparison.png"
         curves = {r.method.upper() if len({x.method for x in group}) == len(group) else r.path.name:
-                  {"object": r.object, "eigenvalues": r.eigenvalues, "losses": r.loss} for r in group}
+                  {"object": r.object, "eigenvalues": r.eigenvalues, "losses": r.loss,
+                   "loss_name": str(r.attrs.get("loss", "intensity"))} for r in group}
         with_objects = [r for r in group if r.object is not None]
         if len(with_objects) == len(group):
             reference = next((r.reference for r in group if r.reference is not None), None)

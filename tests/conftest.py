@@ -27,6 +27,16 @@ def random_factors(n, r, batch, dtype, seed=0):
     return U, d
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """For modules of tiny problems: one intra-op thread is as fast alone and does not collapse when
+    other processes load the cores (OpenMP's waiting threads then cost 10-50x)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)

@@ -41,14 +41,7 @@ def fp_operator():
     return LiftedFP(tiny_acquisition(), dtype=torch.complex128)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These problems are tiny: one intra-op thread is as fast alone and does not collapse when
-    other processes load the cores (OpenMP's waiting threads then cost 10-50x)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---- 1. the losses themselves ------------------------------------------------------------------

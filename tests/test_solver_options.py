@@ -15,15 +15,7 @@ from ptycho_app.solvers.normalization import spectral_preconditioner, step_curva
 
 from .test_operators import tiny_acquisition
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These problems are tiny: one intra-op thread is as fast alone and does not collapse when
-    other processes load the cores (OpenMP's waiting threads then cost 10-50x)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---- helpers: the tiny FP problem and an independent NumPy FP model -----------------------------

@@ -1,0 +1,103 @@
+"""The blood smear (../shared, real measured data) with the default (fast) preset, rank 1 and rank 4.
+
+For each rank: BM and UDU side by side (one batched solve, as ``ptycho-app reconstruct`` runs
+them), ``--iters`` iterations on the whole 128 x 128 red-channel field (512 x 512 object).  Reports
+the relative residual ``||A(X) - b|| / ||b||``, the eigenvalues, and when the loss settles: the first
+iteration after which its relative change stays below 1e-4 per iteration, with the solver seconds
+spent up to there (the run's solver time times that fraction).  Writes
+``benchmarks/results/bloodsmear.{json,md}`` and ``docs/images/bloodsmear_fast_rank{1,4}.png``.
+
+Run (after ``make setup``; needs ../shared)::
+
+    .venv/bin/python benchmarks/bloodsmear.py [--iters 300] [--ranks 1 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data" / "fpm_bloodsmear_uconn"
+SETTLED = 1e-4
+
+
+def settle_iteration(loss: np.ndarray) -> int | None:
+    """First k after which |loss[j+1] - loss[j]| / loss[j] < SETTLED for every j >= k (None: never)."""
+    change = np.abs(np.diff(loss)) / np.abs(loss[:-1])
+    above = np.nonzero(change >= SETTLED)[0]
+    if len(above) == 0:
+        return 0
+    return int(above[-1] + 1) if above[-1] + 1 < len(change) else None
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iters", type=int, default=300)
+    parser.add_argument("--ranks", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--preset", default="fast")
+    args = parser.parse_args(argv)
+    if not SHARED.is_dir():
+        sys.exit(f"blood-smear data not found at {SHARED}")
+    import torch
+
+    from ptycho_app.cli import main as cli
+    from ptycho_app.io.results import read_result
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        measurement = tmp / "red.h5"
+        assert cli(["import", str(SHARED / "bloodsmear_red.mat"), "--illumination",
+                    str(SHARED / "illumination_bloodsmear_red.csv"), "--frame-type", "intensity", "--na", "0.1",
+                    "--magnification", "2", "--pixel-size", "1.845e-6", "--upsample", "4",
+                    "--out", str(measurement)]) == 0
+        for rank in args.ranks:
+            out = tmp / f"rank{rank}"
+            assert cli(["reconstruct", str(measurement), "--preset", args.preset, "--rank", str(rank), "--iters",
+                        str(args.iters), "--out", str(out)]) == 0
+            paths = [out / "red.bm.h5", out / "red.udu.h5"]
+            assert cli(["compare", *map(str, paths), "--out", str(out)]) == 0
+            figure = ROOT / "docs" / "images" / f"bloodsmear_{args.preset}_rank{rank}.png"
+            shutil.copyfile(out / "red.comparison.png", figure)
+            for path in paths:
+                result = read_result(path)
+                settled = settle_iteration(result.loss)
+                seconds = float(result.attrs["seconds"])
+                values = result.eigenvalues / result.eigenvalues[0]
+                rows.append({"rank": rank, "method": result.method, "iterations": result.iterations,
+                             "relative_residual": float(result.attrs["relative_residual"]),
+                             "eigenvalues_relative": [float(v) for v in values],
+                             "settled_at": settled,
+                             "seconds_to_settle": None if settled is None else seconds * settled / result.iterations,
+                             "seconds": seconds, "seconds_per_iteration": seconds / result.iterations,
+                             "figure": str(figure.relative_to(ROOT))})
+                print(json.dumps(rows[-1]), flush=True)
+    machine = {"platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+               "preset": args.preset, "iterations": args.iters}
+    results = ROOT / "benchmarks" / "results"
+    (results / "bloodsmear.json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
+    lines = [f"# Blood smear (red, 128 x 128 frames, 512 x 512 object), {args.preset} preset", "",
+             f"{machine['platform']}, torch {machine['torch']}, {machine['threads']} threads. BM and UDU in one "
+             "batched solve: the seconds are the pair's.", "",
+             "| rank | method | relative residual | eigenvalues / lambda_1 | loss settles at (< 1e-4 / it.) | "
+             "solver s to settle | s / iteration |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        values = ", ".join(f"{v:.2g}" for v in r["eigenvalues_relative"])
+        settle = "not within the run" if r["settled_at"] is None else f"iteration {r['settled_at']}"
+        secs = "-" if r["seconds_to_settle"] is None else f"{r['seconds_to_settle']:.1f}"
+        lines.append(f"| {r['rank']} | {r['method']} | {r['relative_residual']:.3f} | {values} | {settle} | {secs} | "
+                     f"{r['seconds_per_iteration']:.3f} |")
+    (results / "bloodsmear.md").write_text("\n".join(lines) + "\n")
+    print("wrote benchmarks/results/bloodsmear.json and .md")
+
+
+if __name__ == "__main__":
+    main()

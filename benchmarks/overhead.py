@@ -1,0 +1,123 @@
+"""Seconds per FP-256 iteration of this checkout against an earlier commit, in one run.
+
+The issue's bar: the solver seam (losses, methods, preconditioner, momentum) may cost at most 15% per
+iteration at ranks 1 and 8.  This script checks out ``--baseline`` (default: 7a2da57, the last commit
+before the seam) into a temporary git worktree and times, in alternating subprocesses (so drift of
+a shared machine hits both alike):
+
+- the baseline's solver (intensity loss, plain gradient descent: its only algorithm),
+- this checkout's ``paper`` preset (the same algorithm),
+- this checkout's ``fast`` preset (amplitude loss, spectral preconditioner, Nesterov, frame start),
+
+for BM and UDU at ranks 1 and 8.  Each figure is the median over ``--repeats`` runs of
+``--iterations`` iterations, after a warm-up run, of the solver's own clock (``state.elapsed``: the
+set-up power iterations are excluded).  Writes ``benchmarks/results/overhead-<device>.{json,md}``.
+
+Run::
+
+    .venv/bin/python benchmarks/overhead.py [--baseline REV] [--device cpu|cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+#: Runs in a subprocess with the repository to time on sys.path (works with old and new APIs).
+TIMER = r"""
+import json, statistics, sys
+root, config = sys.argv[1], json.loads(sys.argv[2])
+sys.path[:0] = [root, root + "/benchmarks"]
+import torch
+from fp256 import fp_problem
+from ptycho_app.lifting import LiftedFP
+from ptycho_app.solvers import SolverOptions, iterate
+acquisition, _, b = fp_problem(256, device=config["device"])
+operator = LiftedFP(acquisition, device=config["device"])
+options = dict(method=config["method"], rank=config["rank"], max_iters=config["iterations"],
+               yield_every=config["iterations"])
+preset = config.get("preset")
+options = SolverOptions.preset(preset, **options) if preset else SolverOptions(**options)
+times = []
+for repeat in range(config["repeats"] + 1):
+    for state in iterate(operator, b, options):
+        pass
+    if config["device"] == "cuda":
+        torch.cuda.synchronize()
+    if repeat:
+        times.append(state.elapsed / config["iterations"])
+print(json.dumps(statistics.median(times)))
+"""
+
+
+def time_one(root, config) -> float:
+    out = subprocess.run([sys.executable, "-c", TIMER, str(root), json.dumps(config)], check=True,
+                         capture_output=True, text=True).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--baseline", default="7a2da57")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--iterations", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds (medians over rounds)")
+    args = parser.parse_args(argv)
+    import torch
+
+    with tempfile.TemporaryDirectory() as tmp:
+        baseline = Path(tmp) / "baseline"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(baseline), args.baseline],
+                       check=True, capture_output=True)
+        try:
+            rows = []
+            for rank in (1, 8):
+                for method in ("bm", "udu"):
+                    common = {"method": method, "rank": rank, "iterations": args.iterations,
+                              "repeats": args.repeats, "device": args.device}
+                    runs = {"baseline": [], "paper": [], "fast": []}
+                    for _ in range(args.rounds):
+                        runs["baseline"].append(time_one(baseline, common))
+                        runs["paper"].append(time_one(ROOT, {**common, "preset": "paper"}))
+                        runs["fast"].append(time_one(ROOT, {**common, "preset": "fast"}))
+                    row = {"method": method, "rank": rank, **{k: statistics.median(v) for k, v in runs.items()},
+                           "runs": runs}
+                    row["paper_ratio"] = row["paper"] / row["baseline"]
+                    row["fast_ratio"] = row["fast"] / row["baseline"]
+                    rows.append(row)
+                    print(f"{method} rank {rank}: baseline {row['baseline'] * 1e3:.1f} ms, paper "
+                          f"{row['paper'] * 1e3:.1f} ms ({row['paper_ratio']:.2f}x), fast {row['fast'] * 1e3:.1f} ms "
+                          f"({row['fast_ratio']:.2f}x)", flush=True)
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(baseline)],
+                           capture_output=True)
+    machine = {"platform": platform.platform(), "processor": platform.processor(), "torch": torch.__version__,
+               "threads": torch.get_num_threads(), "baseline": args.baseline, "device": args.device,
+               "iterations": args.iterations, "repeats": args.repeats, "rounds": args.rounds}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem = RESULTS / f"overhead-{args.device}"
+    stem.with_suffix(".json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
+    lines = [f"# Seconds per FP-256 iteration: this checkout vs {args.baseline} ({args.device})", "",
+             f"Median of {args.rounds} alternating rounds, each the median of {args.repeats} runs of "
+             f"{args.iterations} iterations (solver clock). {machine['platform']}, torch {machine['torch']}, "
+             f"{machine['threads']} threads.", "",
+             "| method | rank | baseline ms | paper ms | paper / baseline | fast ms | fast / baseline |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['method']} | {r['rank']} | {r['baseline'] * 1e3:.1f} | {r['paper'] * 1e3:.1f} | "
+              f"{r['paper_ratio']:.2f} | {r['fast'] * 1e3:.1f} | {r['fast_ratio']:.2f} |" for r in rows]
+    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {stem}.json and {stem}.md")
+
+
+if __name__ == "__main__":
+    main()

@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test bench napari clean
+.PHONY: setup demo test bench bench-fp256 bench-real napari clean
 
 setup:
 	VENV=$(VENV) bash scripts/setup.sh
@@ -16,8 +16,18 @@ test: setup
 napari: setup
 	$(VENV)/bin/napari -w ptycho-app "FP reconstruction"
 
+# The study that decides the defaults (about an hour on 2 cores): benchmarks/results/study.*, docs/study.md
 bench: setup
+	$(PY) benchmarks/study.py --stage all
+
+# Iteration cost vs the FFT bound, batch scaling, memory; per-iteration overhead against the last commit
+bench-fp256: setup
 	$(PY) benchmarks/fp256.py
+	$(PY) benchmarks/overhead.py
+
+# The blood smear in ../shared with the defaults
+bench-real: setup
+	$(PY) benchmarks/bloodsmear.py
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache

@@ -50,9 +50,10 @@ def add_run_options(group, defaults: dict | None = None):
     defaults = defaults or {}
     for f in fields(RunOptions):
         value = defaults.get(f.name, f.default)
-        names = [flag_of(f.name)] + (["--solver"] if f.name == "method" else [])  # --solver: before 0.2
-        group.add_argument(*names, dest=f.name, default=value, choices=f.metadata.get("choices"),
+        group.add_argument(flag_of(f.name), dest=f.name, default=value, choices=f.metadata.get("choices"),
                            help=f"{f.metadata['help']} (default: {value})")
+        if f.name == "method":  # the flag's name before version 0.2, still accepted
+            group.add_argument("--solver", dest=f.name, choices=f.metadata.get("choices"), help=argparse.SUPPRESS)
 
 
 def add_solver_options(parser, skip=(), title="solver (normalized units, see docs/solvers.md)"):
@@ -60,7 +61,7 @@ def add_solver_options(parser, skip=(), title="solver (normalized units, see doc
 
     Defaults are None (the preset's value holds); the help shows the value of each preset.
     """
-    from .solvers import PRESETS, SolverOptions
+    from .solvers import METHODS, PRESETS, SolverOptions
     from .solvers.options import fields_by_name
 
     group = parser.add_argument_group(title)
@@ -69,12 +70,16 @@ def add_solver_options(parser, skip=(), title="solver (normalized units, see doc
             continue
         shown = {preset: SolverOptions.preset(preset).to_dict()[name] for preset in PRESETS}
         if name == "step":
-            shown_text = "per method and loss"
+            shown_text = "; ".join(f"{preset} " + ", ".join(
+                f"{method.upper()} {SolverOptions.preset(preset, method=method).step:g}" for method in METHODS)
+                for preset in PRESETS)
         elif len(set(map(str, shown.values()))) == 1:
             shown_text = str(next(iter(shown.values())))
         else:
             shown_text = ", ".join(f"{preset} {value}" for preset, value in shown.items())
-        group.add_argument(flag_of(name), dest=name, type=field_type(f), default=None,
+        flag = flag_of(name)
+        metavar = None if f.metadata.get("choices") else flag.lstrip("-").upper().replace("-", "_")
+        group.add_argument(flag, dest=name, type=field_type(f), default=None, metavar=metavar,
                            choices=f.metadata.get("choices"), help=f"{f.metadata['help']} (default: {shown_text})")
     return group
 

@@ -77,9 +77,10 @@ class SolverOptions:
     init: str = _option("random", "start: random (the papers' U0 = xi randn/||randn||_F, D0 = I), spectral "
                         "(top eigenvector of A^*(b)) or frame (the on-axis frame's field, FP only); the "
                         "last two add small random columns for rank > 1", STARTS)
-    step: float | None = _option(None, "normalized U step (default: per method and loss, see docs/solvers.md)")
-    step_d: float | None = _option(None, "UDU's normalized D step (default: 0.3 for the intensity loss, "
-                                   "0.02 for the others)")
+    step: float | None = _option(None, "normalized U step (unset: the default of the method and loss, "
+                                 "DEFAULT_STEP; see docs/solvers.md)")
+    step_d: float | None = _option(None, "UDU's normalized D step (unset: 0.3 for the intensity loss, 0.02 for "
+                                   "the others)")
     step_schedule: str = _option("constant", "adaptive: halve the step whenever the loss falls by less than "
                                  "1e-3 (relative) over 10 iterations, for noisy data (Zuo, Sun, Chen 2016)",
                                  STEP_SCHEDULES)

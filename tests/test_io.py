@@ -161,16 +161,24 @@ def test_result_round_trip(tmp_path):
     rng = np.random.default_rng(0)
     result = Result(eigenvalues=np.array([3.0, 1e-3, 0.0]), loss=np.linspace(2, 1, 11),
                     U=(rng.standard_normal((16, 3)) + 1j * rng.standard_normal((16, 3))).astype(np.complex64),
-                    d=np.array([1.0, 0.5, 0.0]), attrs={"solver": "udu", "rank": 3, "options": {"xi": 1e-3}},
+                    d=np.array([1.0, 0.5, 0.0]), attrs={"method": "udu", "rank": 3, "options": {"xi": 1e-3}},
                     object=np.ones((4, 4), np.complex64), spectrum=np.zeros((4, 4), np.complex64))
     path = tmp_path / "x.udu.h5"
     write_result(path, result)
     back = read_result(path)
     np.testing.assert_array_equal(back.U, result.U)
     np.testing.assert_array_equal(back.loss, result.loss)
-    assert back.attrs["solver"] == "udu" and back.attrs["rank"] == 3 and "app_version" in back.attrs
+    assert back.method == "udu" and back.attrs["rank"] == 3 and "app_version" in back.attrs
     assert back.iterations == 10 and back.reference is None
     assert not list(tmp_path.glob("*.part"))
+
+
+def test_results_written_before_0_2_name_the_method_solver(tmp_path):
+    """Files of version 0.1 store the method as attribute 'solver'; they read as before."""
+    old = Result(eigenvalues=np.array([1.0]), loss=np.ones(3), U=np.ones((4, 1), np.complex64), d=np.ones(1),
+                 attrs={"solver": "bm"})
+    write_result(tmp_path / "old.bm.h5", old)
+    assert read_result(tmp_path / "old.bm.h5").method == "bm"
 
 
 def test_measurement_file_is_not_a_result(measurement_file):

@@ -1,7 +1,7 @@
 """Headless batch reconstruction: measurement files in, result files out.
 
 Inputs that share an acquisition (same optics, windows and pupil) are solved together in one
-batched solve; each solver writes ``<out>/<stem>.<solver>.h5`` per input (see
+batched solve; each method writes ``<out>/<stem>.<method>.h5`` per input (see
 :mod:`ptycho_app.io.results`).  Ctrl-C writes the last state reached as a resumable result.
 """
 
@@ -21,7 +21,7 @@ from .io.measurement import Measurement, acquisition_key, file_sha256, read_meas
 from .io.results import Result, read_result, result_path, write_result
 from .lifting import LiftedFP
 from .physics import band_limit, spectrum_to_object
-from .session import RunOptions, batch_options, problem_options, run_to_end
+from .session import RunOptions, batch_options, problem_history, problem_options, run_to_end
 from .solvers import SolverOptions
 
 
@@ -55,20 +55,27 @@ def group_by_acquisition(inputs: list[Input]) -> list[list[Input]]:
 
 
 #: Options that must not change between a run and its continuation (one loss history, one algorithm).
-RESUME_MUST_MATCH = ("step", "step_d", "radius", "loss", "precondition", "precondition_alpha", "scaled_lambda")
+RESUME_MUST_MATCH = ("preset", "loss", "precondition", "precondition_alpha", "scaled_lambda", "step_schedule", "step",
+                     "step_d", "radius")
+#: What result files written before version 0.2 (the papers' algorithms only) recorded implicitly.
+BEFORE_0_2 = {"preset": "paper", "loss": "intensity", "precondition": "none", "precondition_alpha": 0.0,
+              "scaled_lambda": 0.0, "step_schedule": "constant"}
 
 
 class NothingToSave(KeyboardInterrupt):
     """Ctrl-C came before the solver's first update: no result was written."""
 
 
-def earlier_results(group: list[Input], out_dir, options: SolverOptions, n: int) -> list[Result | None]:
+def earlier_results(group: list[Input], out_dir, options: SolverOptions, n: int,
+                    preset: str | None = None) -> list[Result | None]:
     """The result files a ``--resume`` continues from (None where an input has none), checked.
 
     Raises
     ------
     InputFileError
-        For a result of another input (sha256), another rank, or other step/radius settings.
+        For a result of another input (sha256), another rank, or another preset, loss,
+        preconditioner or step settings (:data:`RESUME_MUST_MATCH`; the first that differs is named,
+        the preset first).
     """
     earlier = []
     methods = options.methods(len(group))
@@ -84,9 +91,10 @@ def earlier_results(group: list[Input], out_dir, options: SolverOptions, n: int)
         if result.U.shape != (n, options.rank):
             raise InputFileError(path, f"factors have shape {result.U.shape}, this run needs ({n}, {options.rank}) "
                                  "(use the same --rank)", field="factors/U")
-        wanted = problem_options(options, k, len(group))
+        wanted = problem_options(options, k, len(group), preset)
+        recorded = {**BEFORE_0_2, **result.attrs} if "method" not in result.attrs else result.attrs
         for key in RESUME_MUST_MATCH:
-            old, new = result.attrs.get(key), wanted.get(key)
+            old, new = recorded.get(key), wanted.get(key)
             if old is None or new is None:
                 continue
             same = old == new if isinstance(new, str) else np.isclose(float(old), float(new), rtol=1e-6)
@@ -127,7 +135,6 @@ def results_from_state(state, group: list[Input], options: SolverOptions, earlie
     values = values.cpu().numpy()
     objects = spectrum_to_object(spectra).cpu().numpy()
     spectra = spectra.cpu().numpy()
-    losses = state.losses.cpu().numpy()
     results = []
     for k, item in enumerate(group):
         acquisition = item.measurement.acquisition
@@ -136,7 +143,7 @@ def results_from_state(state, group: list[Input], options: SolverOptions, earlie
         recorded = problem_options(options, k, len(group), preset)
         if before is not None:
             recorded["seed"] = int(before.attrs.get("seed", recorded["seed"]))
-        ran = int(state.iterations[k])
+        ran, losses = problem_history(state, k)
         attrs = {
             "problem": "fp", **recorded,
             "iterations": (before.iterations if before is not None else 0) + ran, "run_iterations": ran,
@@ -152,7 +159,7 @@ def results_from_state(state, group: list[Input], options: SolverOptions, earlie
         # the continued run re-evaluates the last iterate's loss: keep it once
         history = before.loss[:-1] if before is not None else np.zeros(0)
         results.append(Result(
-            eigenvalues=values[k], loss=np.concatenate([history, losses[:ran + 1, k]]),
+            eigenvalues=values[k], loss=np.concatenate([history, losses]),
             U=state.U[k].cpu().numpy(), d=state.d[k].cpu().numpy().astype(np.float64), attrs=attrs,
             object=objects[k], spectrum=spectra[k],
             reference=band_limit(truth.astype(np.complex128), acquisition) if truth is not None else None))
@@ -189,7 +196,7 @@ def solve_group(group: list[Input], options: SolverOptions, out_dir, run: RunOpt
     acquisition = group[0].measurement.acquisition
     b = torch.as_tensor(np.stack([item.measurement.intensities() for item in group]))
     operator = LiftedFP(acquisition, device=torch_device, dtype=run.dtype())
-    earlier = earlier_results(group, out_dir, options, operator.n) if resume else [None] * len(group)
+    earlier = earlier_results(group, out_dir, options, operator.n, run.preset) if resume else [None] * len(group)
     init = None
     if any(r is not None for r in earlier):
         init = resume_init(earlier, options, operator, b.to(device=torch_device, dtype=operator.real_dtype))

@@ -41,42 +41,52 @@ def field_type(f):
     return type(default) if isinstance(default, (int, float, str)) else int
 
 
-def add_run_options(group, defaults: dict | None = None):
-    """``--method --preset --device --precision`` from :class:`RunOptions` (help and choices there)."""
+def add_run_options(group, kind="fp", defaults: dict | None = None, skip=()):
+    """``--method --preset --device --precision`` from :class:`RunOptions` (help and choices there);
+    ``kind`` (fp, sense) picks the presets offered (``PROBLEM_PRESETS``)."""
     from dataclasses import fields
 
     from .session import RunOptions
+    from .solvers.options import DEFAULT_PRESET, PROBLEM_PRESETS
 
-    defaults = defaults or {}
+    defaults = {"preset": DEFAULT_PRESET[kind], **(defaults or {})}
     for f in fields(RunOptions):
+        if f.name in skip:
+            continue
         value = defaults.get(f.name, f.default)
-        group.add_argument(flag_of(f.name), dest=f.name, default=value, choices=f.metadata.get("choices"),
+        choices = PROBLEM_PRESETS[kind] if f.name == "preset" else f.metadata.get("choices")
+        group.add_argument(flag_of(f.name), dest=f.name, default=value, choices=choices,
                            help=f"{f.metadata['help']} (default: {value})")
         if f.name == "method":  # the flag's name before version 0.2, still accepted
             group.add_argument("--solver", dest=f.name, choices=f.metadata.get("choices"), help=argparse.SUPPRESS)
 
 
-def add_solver_options(parser, skip=(), title="solver (normalized units, see docs/solvers.md)"):
+def add_solver_options(parser, skip=(), title="solver (normalized units, see docs/solvers.md)", shown=None,
+                       presets=None):
     """Every :class:`SolverOptions` field as a flag, help and choices from the dataclass.
 
-    Defaults are None (the preset's value holds); the help shows the value of each preset.
+    Defaults are None (the preset's value holds); the help shows the value of each preset offered
+    (``presets``, default all), or ``shown[name]`` where a command fills a default in itself.
     """
     from .solvers import METHODS, PRESETS, SolverOptions
     from .solvers.options import fields_by_name
 
     group = parser.add_argument_group(title)
+    presets = presets or tuple(PRESETS)
     for name, f in fields_by_name().items():
         if name in NOT_FLAGS or name in skip:
             continue
-        shown = {preset: SolverOptions.preset(preset).to_dict()[name] for preset in PRESETS}
-        if name == "step":
+        values = {preset: SolverOptions.preset(preset).to_dict()[name] for preset in presets}
+        if shown and name in shown:
+            shown_text = shown[name]
+        elif name == "step":
             shown_text = "; ".join(f"{preset} " + ", ".join(
                 f"{method.upper()} {SolverOptions.preset(preset, method=method).step:g}" for method in METHODS)
-                for preset in PRESETS)
-        elif len(set(map(str, shown.values()))) == 1:
-            shown_text = str(next(iter(shown.values())))
+                for preset in presets)
+        elif len(set(map(str, values.values()))) == 1:
+            shown_text = str(next(iter(values.values())))
         else:
-            shown_text = ", ".join(f"{preset} {value}" for preset, value in shown.items())
+            shown_text = ", ".join(f"{preset} {value}" for preset, value in values.items())
         flag = flag_of(name)
         metavar = None if f.metadata.get("choices") else flag.lstrip("-").upper().replace("-", "_")
         group.add_argument(flag, dest=name, type=field_type(f), default=None, metavar=metavar,
@@ -103,6 +113,8 @@ def run_options(args):
 
 def get_parser() -> argparse.ArgumentParser:
     """The argument parser (separate from :func:`main` so it can be tested and documented)."""
+    from .solvers.options import PROBLEM_PRESETS
+
     parser = OneLineParser(prog="ptycho-app", description="Fourier ptychography by lifting: BM and UDU solvers.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
@@ -177,7 +189,7 @@ def get_parser() -> argparse.ArgumentParser:
     rec.add_argument("--out", default="results", help="output folder (default: %(default)s)")
     rec.add_argument("--resume", action="store_true",
                      help="continue from the result files already in --out (--iters more iterations)")
-    add_run_options(rec.add_argument_group("run"))
+    add_run_options(rec.add_argument_group("run"), kind="fp")
     add_solver_options(rec)
     hw = rec.add_argument_group("batching")
     hw.add_argument("--batch-size", type=int, default=16,
@@ -204,16 +216,16 @@ def get_parser() -> argparse.ArgumentParser:
     sense.add_argument("--complex", action="store_true", help="complex Hermitian instead of real symmetric")
     sense.add_argument("--out", default="sense-results", help="output folder (default: %(default)s)")
     sense.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    add_run_options(sense.add_argument_group("run"), defaults={"preset": "paper", "precision": "double"})
-    add_solver_options(sense, title="solver (normalized units, see docs/solvers.md; --rank defaults to n, the "
-                                    "papers' full-rank factor)")
+    add_run_options(sense.add_argument_group("run"), kind="sense", defaults={"precision": "double"},
+                    skip=("device",))
+    add_solver_options(sense, shown={"rank": "n, the papers' full-rank factor"}, presets=PROBLEM_PRESETS["sense"])
 
     # ---- demo ----------------------------------------------------------------------------------
     demo = commands.add_parser("demo", help="simulate a small FP acquisition, reconstruct it with "
                                "BM and UDU, print metrics and write a comparison PNG")
     demo.add_argument("--out", default="demo-output", help="output folder (default: %(default)s)")
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    add_run_options(demo.add_argument_group("run"))
+    add_run_options(demo.add_argument_group("run"), kind="fp")
     add_solver_options(demo)
     return parser
 
@@ -331,8 +343,6 @@ def run_reconstruct(args):
 
     out = prepare_output_folder(args.out)
     options = solver_overrides(args)
-    if "max_iters" in options:
-        options.setdefault("yield_every", max(1, min(50, options["max_iters"] // 100 or 1)))
     written = reconstruct_files(args.inputs, run=run_options(args), out_dir=out, resume=args.resume,
                                 progress=not args.no_progress, batch_size=args.batch_size, **options)
     print(f"wrote {len(written)} result file(s) to {out}; look at them with: ptycho-app compare "

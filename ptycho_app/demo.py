@@ -22,7 +22,7 @@ from .io import atomic_path
 from .lifting import LiftedFP
 from .physics import band_limit, fp_intensities
 from .plotting import comparison_figure
-from .session import RunOptions, batch_options, run_to_end
+from .session import RunOptions, batch_options, problem_history, run_to_end
 from .simulation import default_acquisition, reference_object
 
 
@@ -41,8 +41,8 @@ def summarize(state, grid_size, truth=None, tol=1e-6, k=0):
     summary = {
         "object": obj.astype(np.complex64),
         "eigenvalues": values,
-        "losses": state.losses[:, k].cpu().numpy(),
-        "iterations": state.iteration,
+        "losses": problem_history(state, k)[1],
+        "iterations": problem_history(state, k)[0],
         "seconds": state.elapsed,
         "seconds_per_iteration": state.elapsed / max(state.iteration, 1),
         "relative_residual": float(state.relative_residual[k]),
@@ -102,8 +102,6 @@ def run_demo(out_dir="demo-output", run: RunOptions | None = None, progress=True
     methods = run.methods()
     seed = options.pop("seed", None) or 0
     solver_options = batch_options(methods, run.preset, (seed,), **options)
-    solver_options = batch_options(methods, run.preset, (seed,), **{
-        **options, "yield_every": max(1, solver_options.max_iters // 100)})
     print(f"Simulated {acquisition.n_frames} frames of {acquisition.frame_size}x{acquisition.frame_size} "
           f"({acquisition.bright_field.sum()} bright-field) of a {N}x{N} object; solving with the "
           f"{run.preset} preset on {torch_device} in {dtype}.")

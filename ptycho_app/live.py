@@ -1,4 +1,4 @@
-"""Live reconstruction for viewers: the solver generator, turned into images and spectra.
+"""Live reconstruction for viewers: the solver's states, turned into images and spectra.
 
 Qt-free: the napari plugin runs :func:`live_reconstruction` in a worker thread and only draws
 what it yields.  BM and UDU run side by side in one batched solve when both are asked for.
@@ -23,7 +23,7 @@ from .session import RunOptions, batch_options, run
 
 @dataclass
 class SolverView:
-    """What a viewer shows of one solver at one update.
+    """What a viewer shows of one method at one update.
 
     Attributes
     ----------
@@ -103,7 +103,7 @@ def live_reconstruction(measurement: Measurement, method="both", preset=None, de
 
 def save_live_results(update: LiveUpdate, measurement: Measurement, out_dir, name="measurement",
                       interrupted=False) -> list[Path]:
-    """Write an update's state in the CLI's result layout: ``<out_dir>/<name>.<solver>.h5``.
+    """Write an update's state in the CLI's result layout: ``<out_dir>/<name>.<method>.h5``.
 
     ``interrupted``: the run was stopped or failed before its last iteration (recorded as in the
     CLI's Ctrl-C results).

@@ -18,8 +18,9 @@ import torch
 from .analysis import factor_eigh
 from .io.results import Result, write_result
 from .problems import completion_problem, sensing_problem
-from .session import RunOptions, batch_options, problem_options, run_to_end
+from .session import RunOptions, batch_options, problem_history, problem_options, run_to_end
 from .solvers import DEFAULT_PRESET
+from .solvers.options import PROBLEM_PRESETS
 
 PROBLEMS = ("completion", "sensing")
 
@@ -47,7 +48,8 @@ def run_sense(problem="completion", n=100, truth_rank=3, measurements=None, nois
         Standard deviation of additive Gaussian noise, relative to the RMS measurement.
     is_complex : bool
     run : RunOptions
-        Methods, preset (default ``paper``), precision (default double); the device is the CPU.
+        Methods, preset (``paper``: the ``fast`` preset is FP-only), precision (default double); the
+        device is the CPU (small problems).
     options
         :class:`~ptycho_app.solvers.SolverOptions` fields over the preset's; ``rank`` (the factor
         rank) defaults to ``n``, the papers' over-parameterized factor.
@@ -57,6 +59,9 @@ def run_sense(problem="completion", n=100, truth_rank=3, measurements=None, nois
     list of Path
     """
     run = run or RunOptions(preset=DEFAULT_PRESET["sense"], precision="double")
+    if run.preset not in PROBLEM_PRESETS["sense"]:
+        raise ValueError(f"--preset {run.preset} is for FP data; sense offers {', '.join(PROBLEM_PRESETS['sense'])} "
+                         "(add --momentum nesterov or --init spectral by hand)")
     if problem not in PROBLEMS:
         raise ValueError(f"--problem must be one of {', '.join(PROBLEMS)}, got {problem!r}")
     for name, value, low in (("--n", n, 2), ("--truth-rank", truth_rank, 1)):
@@ -101,14 +106,14 @@ def run_sense(problem="completion", n=100, truth_rank=3, measurements=None, nois
     written = []
     for k, method in enumerate(methods):
         recorded = problem_options(solver_options, k, batch, run.preset)
-        attrs = {"problem": problem, **recorded, "iterations": state.iteration,
-                 "run_iterations": state.iteration, "input_file": name,
+        ran, losses = problem_history(state, k)
+        attrs = {"problem": problem, **recorded, "iterations": ran, "run_iterations": ran, "input_file": name,
                  "input_sha256": hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest(),
                  "scale": float(state.scale[k]),
                  "relative_residual": float(state.relative_residual[k]), "seconds": float(state.elapsed),
                  "device": str(torch_device), "precision": run.precision, "interrupted": False,
                  "options": recorded, "problem_config": config}
-        result = Result(eigenvalues=values[k], loss=state.losses[:, k].cpu().numpy(), U=state.U[k].cpu().numpy(),
+        result = Result(eigenvalues=values[k], loss=losses, U=state.U[k].cpu().numpy(),
                         d=state.d[k].cpu().numpy().astype(np.float64), attrs=attrs, reference_matrix=truth)
         path = Path(out_dir) / f"{name}.{method}.h5"
         write_result(path, result)

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from .device import resolve_device, resolve_dtype
 from .solvers import DEFAULT_PRESET, METHODS, PRESETS, SolverOptions, iterate
 from .solvers.factorized import check_options
+from .solvers.options import default_yield_every
 
 #: ``both``: BM and UDU side by side in one batched solve.
 METHOD_CHOICES = (*METHODS, "both")
@@ -65,8 +66,23 @@ def batch_options(methods, preset: str, seeds, **overrides) -> SolverOptions:
     seeds = tuple(int(s) for s in seeds)
     given = {k: v for k, v in overrides.items() if v is not None}
     method = tuple(m for m in methods for _ in seeds)
-    return SolverOptions.preset(preset, **{**given, "method": method if len(method) > 1 else method[0],
-                                           "seed": seeds * len(methods)})
+    options = SolverOptions.preset(preset, **{**given, "method": method if len(method) > 1 else method[0],
+                                              "seed": seeds * len(methods)})
+    if "yield_every" not in given:  # one reporting interval for every front end (it also paces --tol)
+        options.yield_every = default_yield_every(options.max_iters)
+    return options
+
+
+def problem_history(state, k: int):
+    """Iterations problem ``k`` of a batch ran (it may have stopped early with ``rel_tol``) and its losses.
+
+    Returns
+    -------
+    ran : int
+    losses : (ran + 1,) ndarray
+    """
+    ran = int(state.iterations[k])
+    return ran, state.losses[:ran + 1, k].cpu().numpy()
 
 
 def run(operator, b, options: SolverOptions, init=None, progress: bool = False, label: str = ""):

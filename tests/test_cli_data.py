@@ -442,3 +442,40 @@ def test_both_solvers_run_side_by_side_in_one_batched_solve(tmp_path):
         assert together.attrs["method"] == solver and together.attrs["step"] == alone.attrs["step"]
         np.testing.assert_allclose(together.loss, alone.loss, rtol=1e-4)
         np.testing.assert_allclose(together.U, alone.U, rtol=1e-4, atol=1e-4 * np.abs(alone.U).max())
+
+
+def test_resume_of_a_0_1_result_asks_for_the_paper_preset(tmp_path, capsys):
+    """Result files before 0.2 (attribute 'solver', no 'loss' or 'preset') were the papers' algorithms:
+    resuming them under the default fast preset is refused, naming --preset paper; with it, it continues."""
+    measurement = simulate(tmp_path)
+    out = tmp_path / "r"
+    assert reconstruct(measurement, "--method", "bm", "--preset", "paper", "--iters", "10", "--out", out) == 0
+    with h5py.File(out / "small.bm.h5", "r+") as f:  # make it look like a 0.1 file
+        f.attrs["solver"] = f.attrs["method"]
+        for key in ("method", "preset", "loss", "precondition", "precondition_alpha", "momentum", "init",
+                    "step_schedule", "scaled_lambda"):
+            del f.attrs[key]
+    capsys.readouterr()
+    assert reconstruct(measurement, "--method", "bm", "--iters", "5", "--out", out, "--resume") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "was run with preset paper; resume with --preset paper" in err[0]
+    assert reconstruct(measurement, "--method", "bm", "--preset", "paper", "--iters", "5", "--out", out,
+                       "--resume") == 0
+    assert read_result(out / "small.bm.h5").iterations == 15
+
+
+def test_sense_records_each_methods_own_iterations(tmp_path):
+    """BM and UDU share one batched solve; with --tol one may stop first, and each file says where."""
+    out = tmp_path / "sense"
+    assert main(["sense", "--n", "12", "--truth-rank", "1", "--iters", "3000", "--tol", "2e-3", "--no-progress",
+                 "--out", str(out)]) == 0
+    for method in ("bm", "udu"):
+        result = read_result(out / f"completion-n12-r1-m36.{method}.h5")
+        assert result.loss.shape == (result.iterations + 1,)
+    iterations = {m: read_result(out / f"completion-n12-r1-m36.{m}.h5").iterations for m in ("bm", "udu")}
+    assert min(iterations.values()) < 3000, iterations
+
+
+def test_sense_offers_only_the_paper_preset(capsys):
+    assert main(["sense", "--preset", "fast"]) == 2
+    assert "invalid choice: 'fast'" in capsys.readouterr().err

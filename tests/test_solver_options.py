@@ -363,3 +363,12 @@ def test_adaptive_schedule_stays_sane(tiny):
     assert bool(torch.isfinite(losses).all())
     assert bool((losses.max(dim=0).values <= 1.5 * losses[0]).all()), losses.max(dim=0).values / losses[0]
     assert bool((losses[-1] < 1e-2 * losses[0]).all()), losses[[0, -1]]
+
+
+def test_frame_start_with_a_dark_on_axis_frame_is_a_clear_error():
+    """A dead on-axis LED would give a NaN start; the frame start says so and names the alternative."""
+    operator = LiftedFP(tiny_acquisition(), dtype=torch.complex64)
+    b = torch.rand(1, *operator.measurement_shape, generator=torch.Generator().manual_seed(3))
+    b[:, operator.on_axis_frame()] = 0
+    with pytest.raises(ValueError, match="on-axis frame .* is dark: use init 'spectral'"):
+        solve(operator, b, SolverOptions.preset("fast", rank=1, max_iters=1))

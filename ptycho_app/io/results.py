@@ -1,4 +1,4 @@
-"""Result files: one per input and solver, ``<stem>.<solver>.h5``.
+"""Result files: one per input and method, ``<stem>.<method>.h5``.
 
 =====================  ====================  ====================================================
 ``object``             (N, N) complex64      recovered object (FP results only), global phase free
@@ -11,7 +11,9 @@
 ``reference_matrix``   (n, n)                ground truth X (``sense`` results only)
 =====================  ====================  ====================================================
 
-Attributes: ``solver``, ``rank``, ``step``, ``step_d``, ``xi``, ``radius``, ``iterations``, ``seed``,
+Attributes: ``method`` (``solver`` in files before 0.2), ``preset`` and every solver option (``rank``,
+``loss``, ``precondition``, ``momentum``, ``init``, ``step``, UDU's ``step_d`` and ``radius``, ...),
+``iterations``, ``seed``,
 ``app_version``, ``input_file``, ``input_sha256``, ``scale`` (``X = U diag(scale d) U^*``),
 ``seconds``, ``device``, ``precision``, ``interrupted``, ``problem`` (``fp``, ``completion`` or
 ``sensing``), ``pixel_size`` (object pixel in metres, FP only) and ``options`` (JSON of the solver
@@ -47,7 +49,7 @@ class Result:
     d : (r,) float64
         Normalized diagonal.
     attrs : dict
-        The file's attributes (solver, rank, step, ..., input_sha256).
+        The file's attributes (method, preset, rank, loss, step, ..., input_sha256).
     object : (N, N) complex64 or None
     spectrum : (N, N) complex64 or None
     reference : (N, N) complex64 or None

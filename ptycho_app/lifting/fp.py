@@ -161,5 +161,9 @@ class LiftedFP(QuadraticLifted):
         phase) seen through the pupil: the classical FP start, up to a scale the solver fits."""
         lin = self.linear
         j = self.on_axis_frame()
-        amplitude = b[:, j:j + 1].clamp_min(0).sqrt().to(self.dtype)  # (B, 1, M, M)
-        return lin.adjoint(amplitude, slice(j, j + 1))
+        amplitude = b[:, j:j + 1].clamp_min(0).sqrt()  # (B, 1, M, M)
+        dark = amplitude.flatten(1).amax(1) <= 0
+        if bool(dark.any()):
+            raise ValueError(f"the on-axis frame ({j}) of problem(s) {torch.nonzero(dark).flatten().tolist()} is "
+                             "dark: use init 'spectral' (--init spectral)")
+        return lin.adjoint(amplitude.to(self.dtype), slice(j, j + 1))

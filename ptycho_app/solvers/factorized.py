@@ -74,7 +74,9 @@ class SolverState:
     scale : (B,) real
         ``tau``: the trace estimate the data were divided by.
     losses : (iteration + 1, B) real
-        ``1/2 ||A(X_k) - b||^2`` of the iterates ``X_0 ... X_iteration``, physical units.
+        The loss (``options.loss``: intensity ``1/2 ||A(X_k) - b||^2``, amplitude or Poisson) of the
+        points ``X_0 ... X_iteration`` where it was evaluated (with momentum: the extrapolated
+        points, which are the states yielded), physical units.
     relative_residual : (B,) real
         ``||A(X) - b|| / ||b||`` of the current iterate.
     elapsed : float
@@ -265,7 +267,8 @@ def iterate(operator: LiftedOperator, b: torch.Tensor, options: SolverOptions, i
             W = U * d.clamp_min(0).sqrt()[:, None, :].to(U.dtype)
             gram = W.mH @ W
             eye = torch.eye(gram.shape[-1], dtype=gram.dtype, device=device)
-            grad_U = torch.linalg.solve(gram + options.scaled_lambda * eye, grad_U.mH).mH
+            factor, _ = torch.linalg.cholesky_ex(gram + options.scaled_lambda * eye)  # no device sync
+            grad_U = torch.cholesky_solve(grad_U.mH, factor).mH
         if adaptive and k >= STALL_WINDOW and k % STALL_WINDOW == 0:
             stalled = (losses[k - STALL_WINDOW] - losses[k]) < STALL_DECREASE * losses[k - STALL_WINDOW].abs()
             stalled &= relative < CONVERGENCE_MIN_PROGRESS

@@ -32,15 +32,13 @@ class Method:
     title : str
         One line for help texts and figures.
     records : tuple of str
-        Options that belong to this method and are recorded in its results.
-    default_step : float
-        Normalized ``U`` step of the papers' preset (intensity loss, no preconditioner).
+        Options that belong to this method and are recorded in its results (default steps per
+        method and loss: ``options.DEFAULT_STEP``).
     """
 
     name = ""
     title = ""
     records: tuple = ()
-    default_step = 0.25
 
     def gradients(self, U, d, GU):
         """Gradients of the loss in ``U`` (B, n, r) and ``d`` (B, r) (``None``: ``d`` is fixed)."""
@@ -57,7 +55,6 @@ class BurerMonteiro(Method):
     name = "bm"
     title = "BM (X = U U^*)"
     records = ()
-    default_step = 0.25
 
     def gradients(self, U, d, GU):
         return 2 * GU, None
@@ -71,7 +68,6 @@ class UDU(Method):
     name = "udu"
     title = "UDU (X = U D U^*)"
     records = ("radius", "step_d")
-    default_step = 0.05
 
     def gradients(self, U, d, GU):
         return 2 * GU * d[:, None, :], (U.conj() * GU).sum(dim=1).real

@@ -89,7 +89,7 @@ class SolverOptions:
     xi: float = _option(1e-3, "norm of the random start U0 (normalized units); small values give the "
                         "implicit low-rank bias")
     radius: float = _option(0.5, "UDU's bound on ||U||_F (normalized units, trace of X about 1)")
-    max_iters: int = _option(500, "iterations")
+    max_iters: int = _option(6000, "iterations")
     rel_tol: float = _option(0.0, "stop a problem when its loss changes by less than this per iteration "
                              "(0: off)")
     yield_every: int = _option(10, "report (yield) the state every this many iterations")
@@ -156,14 +156,6 @@ class SolverOptions:
         return tuple(self.step if self.step is not None else DEFAULT_STEP[m, self.loss]
                      for m in self.methods(batch))
 
-    def for_method(self, method: str) -> "SolverOptions":
-        """These options for one method alone (its default step where the step was per method)."""
-        values = self.to_dict()
-        values["method"] = method
-        if not isinstance(self.method, str) and len(set(self.method)) > 1:
-            values["step"] = None
-        return SolverOptions.from_dict(values)
-
     def to_dict(self) -> dict:
         """Plain dict (for HDF5 attributes, CLI configs, GUI forms)."""
         values = asdict(self)
@@ -189,10 +181,18 @@ def fields_by_name() -> dict:
 
 #: Presets: name -> option values over the dataclass defaults (which are the papers' algorithms).
 PRESETS = {
-    "paper": {"max_iters": 5000},
+    "paper": {},
     "fast": {"loss": "amplitude", "precondition": "spectral", "momentum": "nesterov", "init": "frame",
              "max_iters": 500},
 }
 
-#: The preset each kind of problem starts from when the user names none.
-DEFAULT_PRESET = {"fp": "fast", "sense": "paper"}
+#: Presets each kind of problem offers (``fast`` is FP-only: spectral preconditioner, frame start,
+#: non-negative data) and the one it starts from when the user names none.
+PROBLEM_PRESETS = {"fp": ("fast", "paper"), "sense": ("paper",)}
+
+DEFAULT_PRESET = {kind: presets[0] for kind, presets in PROBLEM_PRESETS.items()}
+
+
+def default_yield_every(max_iters: int) -> int:
+    """How often a front end reports: about 100 times a run, at most every 50 iterations."""
+    return max(1, min(50, max_iters // 100))

@@ -59,7 +59,8 @@ def random_factors(n, rank, batch, xi, seed, dtype, device):
 def fitted_scale(operator, vectors, b):
     """(B,) ``s >= 0`` minimizing ``||s A(v v^*) - b||`` for unit vectors ``v`` (B, n)."""
     q = operator.measure(vectors[:, :, None], torch.ones(vectors.shape[0], 1, dtype=b.dtype, device=b.device))
-    return ((q * b).flatten(1).sum(1) / q.flatten(1).square().sum(1).clamp_min(1e-300)).clamp_min(0)
+    tiny = torch.finfo(b.dtype).tiny
+    return ((q * b).flatten(1).sum(1) / q.flatten(1).square().sum(1).clamp_min(tiny)).clamp_min(0)
 
 
 def guided_factors(operator, b, vectors, options, method_names):
@@ -88,7 +89,8 @@ def guided_factors(operator, b, vectors, options, method_names):
     if support is not None:
         U = U * support[None, :, None]
         vectors = vectors * support[None, :]
-    unit = vectors / torch.linalg.vector_norm(vectors, dim=1, keepdim=True).clamp_min(1e-300)
+    tiny = torch.finfo(d.dtype).tiny
+    unit = vectors / torch.linalg.vector_norm(vectors, dim=1, keepdim=True).clamp_min(tiny)
     scale = fitted_scale(operator, unit, b).to(d.dtype)  # X0 = scale * unit unit^*
     udu = torch.tensor([m == "udu" for m in method_names], device=d.device)
     norm = torch.where(udu, torch.full_like(scale, options.radius), scale.sqrt())

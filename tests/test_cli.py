@@ -71,5 +71,6 @@ def test_solver_flags_come_from_the_options_dataclass():
             action = actions[name]
             assert action.help.startswith(f.metadata["help"]) and action.default is None
             assert tuple(action.choices or ()) == tuple(f.metadata.get("choices", ()))
-        assert ("(default: intensity)" if command == "sense" else "paper intensity, fast amplitude") in actions["loss"].help
+        shown = "(default: intensity)" if command == "sense" else "paper intensity, fast amplitude"
+        assert shown in actions["loss"].help
         assert actions["preset"].default == ("paper" if command == "sense" else "fast")

@@ -25,6 +25,15 @@ from __future__ import annotations
 import torch
 
 
+def residual_norm_sq(q, b, value, loss, wanted):
+    """``||q - b||^2`` per problem: twice the value for the intensity loss, computed when ``wanted``, else None."""
+    if loss.weight_is_residual:
+        return 2 * value
+    if not wanted:
+        return None
+    return torch.linalg.vector_norm((q - b).flatten(1), dim=1).square()
+
+
 class LiftedOperator:
     """Base class of lifted measurement operators.
 
@@ -107,7 +116,7 @@ class LiftedOperator:
         residual = self.measure(U, d) - b
         return residual, self.adjoint_apply(residual, U)
 
-    def evaluate(self, U, d, b, loss):
+    def evaluate(self, U, d, b, loss, residual=True):
         """Loss, squared residual and ``G U`` (``G = A^*(w)``, ``w`` the loss's weights) at ``X = U diag(d) U^*``.
 
         Parameters
@@ -117,18 +126,21 @@ class LiftedOperator:
         b : (B, *measurement_shape) real
         loss : Loss
             Bound to ``b`` (see :meth:`~ptycho_app.lifting.losses.Loss.bind`).
+        residual : bool
+            Also compute ``||A(X) - b||^2`` (free for the intensity loss; one more pass otherwise).
 
         Returns
         -------
         value : (B,) real
             The loss.
-        residual_sq : (B,) real
-            ``||A(X) - b||^2`` (for the relative residual, whatever the loss).
+        residual_sq : (B,) real or None
+            ``||A(X) - b||^2`` (for the relative residual, whatever the loss); None unless asked for
+            or free.
         GU : (B, n, r)
         """
         q = self.measure(U, d)
         value, weight = loss.value_and_weight(q, b)
-        residual_sq = (q - b).flatten(1).square().sum(1)
+        residual_sq = residual_norm_sq(q, b, value, loss, residual)
         return value, residual_sq, self.adjoint_apply(weight, U)
 
     def jacobi_diagonal(self) -> torch.Tensor:

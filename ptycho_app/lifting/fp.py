@@ -6,6 +6,7 @@ import torch
 
 from ..device import tune_cpu_allocator
 from ..physics import Acquisition, FPMeasurement
+from .base import residual_norm_sq
 from .quadratic import QuadraticLifted
 
 #: Frames per block are chosen so that one (B, r, frames, M, M) complex work buffer stays below
@@ -76,7 +77,7 @@ class LiftedFP(QuadraticLifted):
         step = max(1, min(L, BLOCK_BYTES // per_frame))
         return [slice(j, min(j + step, L)) for j in range(0, L, step)]
 
-    def evaluate(self, U, d, b, loss):
+    def evaluate(self, U, d, b, loss, residual=True):
         """Loss, ``||A(X) - b||^2`` and ``A^*(w) U`` in one pass (see :class:`LiftedOperator`).
 
         Parameters
@@ -86,11 +87,13 @@ class LiftedFP(QuadraticLifted):
         b : (B, L, M, M) real
         loss : Loss
             Bound to ``b``.
+        residual : bool
+            Also compute ``||A(X) - b||^2`` (free for the intensity loss).
 
         Returns
         -------
         value : (B,) real
-        residual_sq : (B,) real
+        residual_sq : (B,) real or None
         product : (B, n, r) complex
         """
         lin = self.linear
@@ -99,7 +102,7 @@ class LiftedFP(QuadraticLifted):
         columns = U.transpose(-1, -2).contiguous()  # (B, r, n): gathers from contiguous rows are fast
         product = torch.zeros(batch, rank, self.n, dtype=U.dtype, device=U.device)
         value = torch.zeros(batch, dtype=b.dtype, device=U.device)
-        residual_sq = torch.zeros_like(value)
+        residual_sq = torch.zeros_like(value) if residual or loss.weight_is_residual else None
         weights = d.reshape(batch, rank, 1, 1, 1).to(b.dtype)
         # BM (d = 1) skips a pass; checked on the CPU only, where reading d costs no device sync
         unit_weights = d.device.type == "cpu" and bool((d == 1).all())
@@ -125,7 +128,8 @@ class LiftedFP(QuadraticLifted):
             measured = b[:, block]
             block_value, weight = loss.value_and_weight(q, measured)
             value += block_value
-            residual_sq += q.sub_(measured).flatten(1).square().sum(1)
+            if residual_sq is not None:
+                residual_sq += residual_norm_sq(q, measured, block_value, loss, True)
             # adjoint on weight * fields: FFT, conjugate pupil on the support, scatter-add
             fields.mul_(weight[:, None])
             spectra = torch.fft.fft2(fields)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import LiftedOperator
+from .base import LiftedOperator, residual_norm_sq
 
 
 class QuadraticLifted(LiftedOperator):
@@ -66,17 +66,18 @@ class QuadraticLifted(LiftedOperator):
             residuals.append(residual)
         return torch.cat(residuals, dim=1), product.transpose(-1, -2)
 
-    def evaluate(self, U, d, b, loss):
+    def evaluate(self, U, d, b, loss, residual=True):
         columns = self._columns(U)
         product = torch.zeros_like(columns)
         value = torch.zeros(U.shape[0], dtype=b.dtype, device=b.device)
-        residual_sq = torch.zeros_like(value)
+        residual_sq = torch.zeros_like(value) if residual or loss.weight_is_residual else None
         for block in self.linear.blocks:
             fields = self.linear.forward(columns, block)  # B U on this block, reused below
             weights = d.reshape(*d.shape, *([1] * (fields.dim() - 2)))
             q = (weights * (fields.real**2 + fields.imag**2)).sum(dim=1)
             block_value, weight = loss.value_and_weight(q, b[:, block])
             value += block_value
-            residual_sq += (q - b[:, block]).flatten(1).square().sum(1)
+            if residual_sq is not None:
+                residual_sq += residual_norm_sq(q, b[:, block], block_value, loss, True)
             product += self.linear.adjoint(weight[:, None] * fields, block)
         return value, residual_sq, product.transpose(-1, -2)

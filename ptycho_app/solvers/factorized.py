@@ -206,6 +206,12 @@ def iterate(operator: LiftedOperator, b: torch.Tensor, options: SolverOptions, i
     U_prev, d_prev = U, d
     t = torch.ones(batch, dtype=operator.real_dtype, device=device)
     step_factor = torch.ones(batch, dtype=operator.real_dtype, device=device)
+    # a problem leaves the start's plateau once its relative residual is below CONVERGENCE_MIN_PROGRESS;
+    # momentum and the adaptive schedule start there. Until all have left it, the residual is computed
+    # every iteration (and read on the host); afterwards only at yields (one pass less per iteration).
+    off_plateau = torch.zeros(batch, dtype=torch.bool, device=device)
+    watching_plateau = nesterov or adaptive
+    relative = torch.ones(batch, dtype=operator.real_dtype, device=device)
 
     def snapshot(k, relative, elapsed, done):
         iterations = torch.where(active, torch.full_like(stopped_at, k), stopped_at)
@@ -225,11 +231,16 @@ def iterate(operator: LiftedOperator, b: torch.Tensor, options: SolverOptions, i
     resumed = time.perf_counter()
     for k in range(max_iters + 1):
         # loss and G U of the current point: its loss, then (unless done) the step
-        value, residual_sq, GU = operator.evaluate(U, d, b_normalized, loss)
-        losses[k] = value
-        relative = residual_sq.clamp_min(0).sqrt() / norm_b
         final = k == max_iters
-        if (k > 0 and k % every == 0) or final:
+        yielding = (k > 0 and k % every == 0) or final
+        value, residual_sq, GU = operator.evaluate(U, d, b_normalized, loss, residual=yielding or watching_plateau)
+        losses[k] = value
+        if residual_sq is not None:
+            relative = residual_sq.clamp_min(0).sqrt() / norm_b
+            off_plateau |= relative < CONVERGENCE_MIN_PROGRESS
+            if watching_plateau and bool(off_plateau.all()):
+                watching_plateau = False
+        if yielding:
             bad = ~(torch.isfinite(losses[k]) & torch.isfinite(U).flatten(1).all(dim=1))
             if bool(bad.any()):
                 since = last_good.iteration if last_good is not None else 0
@@ -271,7 +282,7 @@ def iterate(operator: LiftedOperator, b: torch.Tensor, options: SolverOptions, i
             grad_U = torch.cholesky_solve(grad_U.mH, factor).mH
         if adaptive and k >= STALL_WINDOW and k % STALL_WINDOW == 0:
             stalled = (losses[k - STALL_WINDOW] - losses[k]) < STALL_DECREASE * losses[k - STALL_WINDOW].abs()
-            stalled &= relative < CONVERGENCE_MIN_PROGRESS
+            stalled &= off_plateau
             step_factor = torch.where(stalled, (step_factor / 2).clamp_min(MIN_STEP_FACTOR), step_factor)
         factor = step_factor if adaptive else None
         U_next = U - (step_u if factor is None else step_u * factor[:, None, None]) * grad_U
@@ -279,7 +290,7 @@ def iterate(operator: LiftedOperator, b: torch.Tensor, options: SolverOptions, i
         U_next, d_next = project(U_next, d_next)
         if nesterov:
             rose = losses[k] > losses[k - 1] if k > 0 else torch.zeros_like(active)
-            moving = (relative < CONVERGENCE_MIN_PROGRESS) & ~rose
+            moving = off_plateau & ~rose
             t_next = (1 + torch.sqrt(1 + 4 * t * t)) / 2
             beta = torch.where(moving, (t - 1) / t_next, torch.zeros_like(t))
             t = torch.where(moving, t_next, torch.ones_like(t))

@@ -126,7 +126,7 @@ class LiftedFP(QuadraticLifted):
                 power.mul_(weights)
             q = power.sum(dim=1)
             measured = b[:, block]
-            block_value, weight = loss.value_and_weight(q, measured)
+            block_value, weight = loss.value_and_weight(q, measured, block)
             value += block_value
             if residual_sq is not None:
                 residual_sq += residual_norm_sq(q, measured, block_value, loss, True)

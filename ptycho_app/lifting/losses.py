@@ -55,7 +55,7 @@ class Loss:
         """The loss ready for one batch of (normalized) measurements ``b`` (B, ...)."""
         return self
 
-    def value_and_weight(self, q: torch.Tensor, b: torch.Tensor):
+    def value_and_weight(self, q: torch.Tensor, b: torch.Tensor, block: slice | None = None):
         """Elementwise value and weight.
 
         Parameters
@@ -64,6 +64,9 @@ class Loss:
             Predicted measurements (a block of them).
         b : (B, ...) real
             Measurements of the same block.
+        block : slice, optional
+            Where the block sits along axis 1 of the measurements the loss was bound to (lets a
+            loss reuse what it precomputed at :meth:`bind`).
 
         Returns
         -------
@@ -82,7 +85,7 @@ class IntensityLoss(Loss):
     scale_power = 2
     weight_is_residual = True
 
-    def value_and_weight(self, q, b):
+    def value_and_weight(self, q, b, block=None):
         weight = q - b
         return 0.5 * torch.linalg.vector_norm(weight.flatten(1), dim=1).square(), weight
 
@@ -97,7 +100,10 @@ class _EpsLoss(Loss):
 
     def bind(self, b):
         mean = b.flatten(1).mean(1).clamp_min(torch.finfo(b.dtype).tiny)
-        return type(self)(EPS_RELATIVE * mean.reshape(-1, *[1] * (b.dim() - 1)))
+        return self._bound(b, EPS_RELATIVE * mean.reshape(-1, *[1] * (b.dim() - 1)))
+
+    def _bound(self, b, eps):
+        return type(self)(eps)
 
     def _eps(self, q):
         if self.eps is None:
@@ -112,17 +118,23 @@ class AmplitudeLoss(_EpsLoss):
     name = "amplitude"
     flat_curvature = 1.0
 
-    def value_and_weight(self, q, b):
+    def __init__(self, eps: torch.Tensor | None = None, root_b: torch.Tensor | None = None):
+        super().__init__(eps)
+        self.root_b = root_b
+
+    def _bound(self, b, eps):
+        return AmplitudeLoss(eps, b.clamp_min(0).sqrt())  # sqrt(b) once, not every iteration
+
+    def value_and_weight(self, q, b, block=None):
         # q >= 0 (a sum of d_r |psi_r|^2, d >= 0) and eps > 0, so root > 0; b >= 0 is checked by the solver.
-        # Six passes over the block, in place where possible: this runs on every frame every iteration.
+        # Five passes over the block, in place where possible: this runs on every frame every iteration.
         # (Out of place under autograd, which the tests use to check the weight.)
+        root_b = self.root_b[:, block] if block is not None and self.root_b is not None else b.clamp_min(0).sqrt()
         root = q + self._eps(q)
         root = root.sqrt() if root.requires_grad else root.sqrt_()
-        difference = root - b.sqrt()
-        value = 0.5 * torch.linalg.vector_norm(difference.flatten(1), dim=1).square()
-        if difference.requires_grad:
-            return value, 0.5 * difference / root
-        return value, difference.div_(root).mul_(0.5)  # (1 - sqrt(b) / root) / 2
+        value = 0.5 * torch.linalg.vector_norm((root - root_b).flatten(1), dim=1).square()
+        half = torch.tensor(0.5, dtype=q.dtype, device=q.device)
+        return value, torch.addcdiv(half, root_b, root, value=-0.5)  # (1 - sqrt(b) / root) / 2
 
 
 class PoissonLoss(_EpsLoss):
@@ -131,7 +143,7 @@ class PoissonLoss(_EpsLoss):
     name = "poisson"
     flat_curvature = 4.0
 
-    def value_and_weight(self, q, b):
+    def value_and_weight(self, q, b, block=None):
         shifted = (q + self._eps(q)).clamp_min(torch.finfo(q.dtype).tiny)
         b = b.clamp_min(0)
         value = (q - b - torch.xlogy(b, shifted) + torch.xlogy(b, b)).flatten(1).sum(1)

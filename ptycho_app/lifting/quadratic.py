@@ -75,7 +75,7 @@ class QuadraticLifted(LiftedOperator):
             fields = self.linear.forward(columns, block)  # B U on this block, reused below
             weights = d.reshape(*d.shape, *([1] * (fields.dim() - 2)))
             q = (weights * (fields.real**2 + fields.imag**2)).sum(dim=1)
-            block_value, weight = loss.value_and_weight(q, b[:, block])
+            block_value, weight = loss.value_and_weight(q, b[:, block], block)
             value += block_value
             if residual_sq is not None:
                 residual_sq += residual_norm_sq(q, b[:, block], block_value, loss, True)

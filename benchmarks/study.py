@@ -64,6 +64,7 @@ from ptycho_app.io import atomic_path  # noqa: E402
 from ptycho_app.lifting import LiftedFP  # noqa: E402
 from ptycho_app.lifting.losses import make_loss  # noqa: E402
 from ptycho_app.physics import synthetic_aperture  # noqa: E402
+from ptycho_app.plotting import save_figure  # noqa: E402
 from ptycho_app.simulation import add_noise  # noqa: E402
 from ptycho_app.solvers import PRESETS, SolverDivergedError, SolverOptions, iterate  # noqa: E402
 from ptycho_app.solvers.normalization import (  # noqa: E402
@@ -932,10 +933,7 @@ def figures(report, folder):
             ax.legend(fontsize=6, loc="lower left")
             ax.grid(alpha=0.3, which="both", lw=0.3)
     fig.suptitle(f"FP-{plan['grid']}: error vs iteration (survivors; one line per seed)", fontsize=10)
-    fig.tight_layout()
-    with atomic_path(folder / "study-convergence.png") as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, folder / "study-convergence.png")
 
     names = sv["band_names"]
     rank = 4 if 4 in plan["ranks"] else plan["ranks"][0]
@@ -963,10 +961,7 @@ def figures(report, folder):
             ax.legend(fontsize=7)
             ax.grid(alpha=0.3, which="both", lw=0.3)
     fig.suptitle(f"FP-{plan['grid']}, noise-free: error per radial frequency band", fontsize=10)
-    fig.tight_layout()
-    with atomic_path(folder / "study-bands.png") as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, folder / "study-bands.png")
 
 
 def plan_for_json(plan):

@@ -107,17 +107,12 @@ def earlier_results(group: list[Input], out_dir, options: SolverOptions, n: int,
     return earlier
 
 
-def resume_init(earlier: list[Result | None], options: SolverOptions, operator, b):
-    """Starting factors ``((B, n, r), (B, r))``: earlier results' factors, the options' start elsewhere."""
-    from .solvers.normalization import problem_scale
-    from .solvers.starts import starting_factors
-
-    tau = problem_scale(operator, b)[0]
-    fresh_U, fresh_d = starting_factors(operator, b / tau.reshape(-1, 1, 1, 1), options,
-                                        options.methods(len(earlier)))
-    U = np.stack([r.U if r is not None else fresh_U[k].cpu().numpy() for k, r in enumerate(earlier)])
-    d = np.stack([r.d if r is not None else fresh_d[k].cpu().numpy() for k, r in enumerate(earlier)])
-    return torch.as_tensor(U), torch.as_tensor(d)
+def resume_init(earlier: list[Result | None], options: SolverOptions, n: int):
+    """``iterate``'s ``init``: earlier results' factors, and the problems without one marked fresh
+    (they take the options' start there, from the same normalization)."""
+    U = np.stack([r.U if r is not None else np.zeros((n, options.rank), np.complex128) for r in earlier])
+    d = np.stack([r.d if r is not None else np.ones(options.rank) for r in earlier])
+    return torch.as_tensor(U), torch.as_tensor(d), torch.tensor([r is None for r in earlier])
 
 
 def results_from_state(state, group: list[Input], options: SolverOptions, earlier, device, precision,
@@ -199,7 +194,7 @@ def solve_group(group: list[Input], options: SolverOptions, out_dir, run: RunOpt
     earlier = earlier_results(group, out_dir, options, operator.n, run.preset) if resume else [None] * len(group)
     init = None
     if any(r is not None for r in earlier):
-        init = resume_init(earlier, options, operator, b.to(device=torch_device, dtype=operator.real_dtype))
+        init = resume_init(earlier, options, operator.n)
     methods = options.methods(len(group))
     inputs = list(dict.fromkeys(item.path for item in group))
     label = "+".join(dict.fromkeys(m.upper() for m in methods)) + (

@@ -34,6 +34,7 @@ def summarize(state, grid_size, truth=None, tol=1e-6, k=0):
     dict
         ``object`` (N, N) complex64, ``eigenvalues`` (r,), ``losses`` (T,), and scalar metrics.
     """
+    iterations, losses = problem_history(state, k)
     U = state.U[k:k + 1].to(torch.complex128)
     weights = state.physical_weights()[k:k + 1].to(torch.float64)
     values = factor_eigh(U, weights)[0][0].cpu().numpy()
@@ -41,8 +42,8 @@ def summarize(state, grid_size, truth=None, tol=1e-6, k=0):
     summary = {
         "object": obj.astype(np.complex64),
         "eigenvalues": values,
-        "losses": problem_history(state, k)[1],
-        "iterations": problem_history(state, k)[0],
+        "losses": losses,
+        "iterations": iterations,
         "seconds": state.elapsed,
         "seconds_per_iteration": state.elapsed / max(state.iteration, 1),
         "relative_residual": float(state.relative_residual[k]),

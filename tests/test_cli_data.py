@@ -479,3 +479,18 @@ def test_sense_records_each_methods_own_iterations(tmp_path):
 def test_sense_offers_only_the_paper_preset(capsys):
     assert main(["sense", "--preset", "fast"]) == 2
     assert "invalid choice: 'fast'" in capsys.readouterr().err
+
+
+def test_resume_with_a_new_input_starts_it_as_if_alone(tmp_path):
+    """--resume over two inputs where only one has a result: the other takes the options' start in the
+    same batched solve and ends exactly where it would alone (seed 1: its place in the input order)."""
+    first = simulate(tmp_path, "a.h5")
+    second = simulate(tmp_path, "b.h5", "--amplitude-image", "moon")
+    assert reconstruct(first, "--method", "udu", "--iters", "30", "--out", tmp_path / "r") == 0
+    assert reconstruct(first, second, "--method", "udu", "--iters", "30", "--out", tmp_path / "r", "--resume") == 0
+    assert reconstruct(second, "--method", "udu", "--iters", "30", "--seed", "1", "--out", tmp_path / "alone") == 0
+    resumed, new, alone = (read_result(tmp_path / d / f"{s}.udu.h5") for d, s in
+                           (("r", "a"), ("r", "b"), ("alone", "b")))
+    assert resumed.iterations == 60 and resumed.attrs["resumed"] and not new.attrs["resumed"]
+    np.testing.assert_allclose(new.U, alone.U, rtol=1e-5, atol=1e-6 * np.abs(alone.U).max())
+    np.testing.assert_allclose(new.loss, alone.loss, rtol=1e-5)

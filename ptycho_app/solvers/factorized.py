@@ -108,9 +108,8 @@ class SolverState:
         return self.d * self.scale[:, None]
 
 
-def initial_factors(n, rank, batch, xi, seed, dtype, device):
-    """The authors' random start (see :func:`ptycho_app.solvers.starts.random_factors`)."""
-    return random_factors(n, rank, batch, xi, seed, dtype, device)
+#: The authors' random start (the name the solvers package exported before the starts module).
+initial_factors = random_factors
 
 
 def check_options(operator: LiftedOperator, options: SolverOptions):
@@ -136,7 +135,9 @@ def iterate(operator: LiftedOperator, b: torch.Tensor, options: SolverOptions, i
     options : SolverOptions
     init : tuple of tensors, optional
         ``(U0 (B, n, r), d0 (B, r))`` in normalized units (for example a previous state's
-        ``U, d``), instead of the start ``options.init``.
+        ``U, d``), instead of the start ``options.init``; with a third entry ``fresh (B,) bool``,
+        the problems marked fresh take the start ``options.init`` instead (a resumed batch in which
+        some inputs have no earlier result).
 
     Yields
     ------
@@ -187,6 +188,11 @@ def iterate(operator: LiftedOperator, b: torch.Tensor, options: SolverOptions, i
         if U.shape != (batch, operator.n, U.shape[-1]) or d.shape != (batch, U.shape[-1]):
             raise ValueError(f"init factors have shapes {tuple(U.shape)}, {tuple(d.shape)}; "
                              f"expected (B={batch}, n={operator.n}, r) and (B, r)")
+        if len(init) > 2 and bool(init[2].any()):
+            fresh = init[2].to(device=device)
+            start_U, start_d = starting_factors(operator, b_normalized, options, method_names, top_vector)
+            U = torch.where(fresh[:, None, None], start_U, U)
+            d = torch.where(fresh[:, None], start_d, d)
     # problems grouped by method: each group moves by its method's rule (one group: no copies)
     groups = []
     for name in dict.fromkeys(method_names):

@@ -145,9 +145,14 @@ def step_curvatures(operator: LiftedOperator, b_normalized: torch.Tensor, loss, 
         if preconditioner is None:
             return unwhitened, unwhitened
         return largest_eigenvalue(operator, b_normalized, whitening=preconditioner.sqrt()), unwhitened
-    ones = torch.ones_like(b_normalized)
-    unwhitened = largest_eigenvalue(operator, ones) * flat
+    if operator.has_frames:  # A^*(1) is the diagonal m: its largest eigenvalues need no power iteration
+        m = operator.jacobi_diagonal().expand(b_normalized.shape[0], -1)
+        unwhitened = m.max(dim=1).values * flat
+        whitened = None if preconditioner is None else (m * preconditioner).max(dim=1).values * flat
+    else:
+        ones = torch.ones_like(b_normalized)
+        unwhitened = largest_eigenvalue(operator, ones) * flat
+        whitened = None if preconditioner is None else (
+            largest_eigenvalue(operator, ones, whitening=preconditioner.sqrt()) * flat)
     curvature_d = unwhitened * radius**4 / 4
-    if preconditioner is None:
-        return unwhitened, curvature_d
-    return largest_eigenvalue(operator, ones, whitening=preconditioner.sqrt()) * flat, curvature_d
+    return (unwhitened if whitened is None else whitened), curvature_d

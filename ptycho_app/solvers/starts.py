@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import torch
 
+from .methods import frobenius_norm
+
 
 def random_factors(n, rank, batch, xi, seed, dtype, device):
     """The authors' start, one reproducible draw per problem.
@@ -100,8 +102,6 @@ def guided_factors(operator, b, vectors, options, method_names):
 
 def project_start(U, d, radius, udu):
     """UDU problems' ``U`` scaled into the ball (``d0 = 1``, as the authors start)."""
-    from .methods import frobenius_norm
-
     inside = (radius / frobenius_norm(U)).clamp(max=1)
     shrink = torch.where(udu[:, None, None], inside, torch.ones_like(inside))
     return U * shrink.to(U.dtype), d

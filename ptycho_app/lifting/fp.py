@@ -124,12 +124,14 @@ class LiftedFP(QuadraticLifted):
             power.addcmul_(parts[..., 1], parts[..., 1])
             if not unit_weights:
                 power.mul_(weights)
-            q = power.sum(dim=1)
+            q = power[:, 0] if rank == 1 else power.sum(dim=1)  # scratch: the loss may overwrite it
             measured = b[:, block]
-            block_value, weight = loss.value_and_weight(q, measured, block)
+            if residual_sq is not None and not loss.weight_is_residual:  # before the loss overwrites q
+                residual_sq += residual_norm_sq(q, measured, None, loss, True)
+            block_value, weight = loss.value_and_weight(q, measured, block, overwrite=True)
             value += block_value
-            if residual_sq is not None:
-                residual_sq += residual_norm_sq(q, measured, block_value, loss, True)
+            if residual_sq is not None and loss.weight_is_residual:
+                residual_sq += 2 * block_value
             # adjoint on weight * fields: FFT, conjugate pupil on the support, scatter-add
             fields.mul_(weight[:, None])
             spectra = torch.fft.fft2(fields)

@@ -55,7 +55,8 @@ class Loss:
         """The loss ready for one batch of (normalized) measurements ``b`` (B, ...)."""
         return self
 
-    def value_and_weight(self, q: torch.Tensor, b: torch.Tensor, block: slice | None = None):
+    def value_and_weight(self, q: torch.Tensor, b: torch.Tensor, block: slice | None = None,
+                         overwrite: bool = False):
         """Elementwise value and weight.
 
         Parameters
@@ -67,6 +68,9 @@ class Loss:
         block : slice, optional
             Where the block sits along axis 1 of the measurements the loss was bound to (lets a
             loss reuse what it precomputed at :meth:`bind`).
+        overwrite : bool
+            ``q`` is scratch that the loss may overwrite (the operators' fused pass, which needs
+            ``q`` no more): saves allocating frame-sized temporaries on every iteration.
 
         Returns
         -------
@@ -85,8 +89,8 @@ class IntensityLoss(Loss):
     scale_power = 2
     weight_is_residual = True
 
-    def value_and_weight(self, q, b, block=None):
-        weight = q - b
+    def value_and_weight(self, q, b, block=None, overwrite=False):
+        weight = q.sub_(b) if overwrite else q - b
         return 0.5 * torch.linalg.vector_norm(weight.flatten(1), dim=1).square(), weight
 
 
@@ -125,16 +129,19 @@ class AmplitudeLoss(_EpsLoss):
     def _bound(self, b, eps):
         return AmplitudeLoss(eps, b.clamp_min(0).sqrt())  # sqrt(b) once, not every iteration
 
-    def value_and_weight(self, q, b, block=None):
+    def value_and_weight(self, q, b, block=None, overwrite=False):
         # q >= 0 (a sum of d_r |psi_r|^2, d >= 0) and eps > 0, so root > 0; b >= 0 is checked by the solver.
-        # Five passes over the block, in place where possible: this runs on every frame every iteration.
-        # (Out of place under autograd, which the tests use to check the weight.)
+        # Five passes over the block and one new frame-sized tensor (the weight) when q may be
+        # overwritten: this runs on every frame every iteration.  (Out of place under autograd, which
+        # the tests use to check the weight.)
         root_b = self.root_b[:, block] if block is not None and self.root_b is not None else b.clamp_min(0).sqrt()
-        root = q + self._eps(q)
-        root = root.sqrt() if root.requires_grad else root.sqrt_()
-        value = 0.5 * torch.linalg.vector_norm((root - root_b).flatten(1), dim=1).square()
+        in_place = overwrite and not q.requires_grad
+        root = q.add_(self._eps(q)).sqrt_() if in_place else (q + self._eps(q)).sqrt()
         half = torch.tensor(0.5, dtype=q.dtype, device=q.device)
-        return value, torch.addcdiv(half, root_b, root, value=-0.5)  # (1 - sqrt(b) / root) / 2
+        weight = torch.addcdiv(half, root_b, root, value=-0.5)  # (1 - sqrt(b) / root) / 2
+        difference = root.sub_(root_b) if in_place else root - root_b
+        value = 0.5 * torch.linalg.vector_norm(difference.flatten(1), dim=1).square()
+        return value, weight
 
 
 class PoissonLoss(_EpsLoss):
@@ -143,7 +150,7 @@ class PoissonLoss(_EpsLoss):
     name = "poisson"
     flat_curvature = 4.0
 
-    def value_and_weight(self, q, b, block=None):
+    def value_and_weight(self, q, b, block=None, overwrite=False):
         shifted = (q + self._eps(q)).clamp_min(torch.finfo(q.dtype).tiny)
         b = b.clamp_min(0)
         value = (q - b - torch.xlogy(b, shifted) + torch.xlogy(b, b)).flatten(1).sum(1)

@@ -2,7 +2,10 @@
 
 Inputs that share an acquisition (same optics, windows and pupil) are solved together in one
 batched solve; each method writes ``<out>/<stem>.<method>.h5`` per input (see
-:mod:`ptycho_app.io.results`).  Ctrl-C writes the last state reached as a resumable result.
+:mod:`ptycho_app.io.results`).  Ctrl-C writes the last state reached as a resumable result; a
+second Ctrl-C waits for the file being written and stops the rest (:class:`Interrupted` says which
+files were written).  Result files that exist are continued (``resume``) or replaced
+(``overwrite``), never silently; each is locked against other processes while the run lasts.
 """
 
 from __future__ import annotations
@@ -16,12 +19,14 @@ import torch
 from tqdm.auto import tqdm
 
 from .analysis import factor_eigh, leading_from_eigh
+from .io.atomic import OutputFileError, check_free_space, claimed_outputs, sigint_deferred
 from .io.errors import InputFileError
 from .io.measurement import Measurement, acquisition_key, file_sha256, read_measurement
 from .io.results import Result, read_result, result_path, write_result
 from .lifting import LiftedFP
 from .physics import band_limit, spectrum_to_object
-from .session import RunOptions, batch_options, problem_history, problem_options, run_to_end
+from .resources import fp_solve_bytes, require_memory
+from .session import RunOptions, batch_options, problem_history, problem_options, rank_one_residual, run_to_end
 from .solvers import SolverOptions
 
 
@@ -34,15 +39,16 @@ class Input:
     sha256: str
 
 
-def load_inputs(paths) -> list[Input]:
-    """Read and check every input before any solving starts (a bad file fails fast)."""
+def load_inputs(paths, upsample=None) -> list[Input]:
+    """Read and check every input before any solving starts (a bad file fails fast); ``upsample``
+    (optional) sets every input's object grid (see :func:`~ptycho_app.io.measurement.read_measurement`)."""
     inputs, seen = [], set()
     for path in paths:
         path = Path(path)
         if path.stem in seen:
             raise InputFileError(path, "another input has the same file name stem; results would collide")
         seen.add(path.stem)
-        inputs.append(Input(path, read_measurement(path), file_sha256(path)))
+        inputs.append(Input(path, read_measurement(path, upsample=upsample), file_sha256(path)))
     return inputs
 
 
@@ -62,8 +68,29 @@ BEFORE_0_2 = {"preset": "paper", "loss": "intensity", "precondition": "none", "p
               "scaled_lambda": 0.0, "step_schedule": "constant"}
 
 
-class NothingToSave(KeyboardInterrupt):
-    """Ctrl-C came before the solver's first update: no result was written."""
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a reconstruction: which result files were written and which were not.
+
+    Attributes
+    ----------
+    written, not_written : list of Path
+    held : Path or None
+        The file whose write a second Ctrl-C waited for (it is complete).
+    """
+
+    def __init__(self, written, not_written, held=None):
+        self.written, self.not_written, self.held = list(written), list(not_written), held
+        super().__init__(self.message())
+
+    def message(self) -> str:
+        """One line: ``interrupted: wrote ...; not written: ...``."""
+        parts = ["wrote " + ", ".join(map(str, self.written)) if self.written else "nothing written"]
+        if self.not_written:
+            parts.append("not written: " + ", ".join(map(str, self.not_written)))
+        if self.held is not None:
+            parts.append(f"a second Ctrl-C waited until {self.held} was complete")
+        text = "interrupted: " + "; ".join(parts)
+        return text + " (continue with --resume)" if self.written else text
 
 
 def earlier_results(group: list[Input], out_dir, options: SolverOptions, n: int,
@@ -116,11 +143,13 @@ def resume_init(earlier: list[Result | None], options: SolverOptions, n: int):
 
 
 def results_from_state(state, group: list[Input], options: SolverOptions, earlier, device, precision,
-                       interrupted=False, preset=None) -> list[Result]:
+                       interrupted=False, preset=None, residual_rank1=None) -> list[Result]:
     """One :class:`Result` per input of a batched solver state.
 
     ``earlier`` holds, per input, the result this run continued from (or None): its loss
-    history, iteration count, seed and solver time carry over.
+    history, iteration count, seed and solver time carry over.  ``residual_rank1`` (optional, per
+    problem, :func:`~ptycho_app.session.rank_one_residual`) is recorded as ``relative_residual_rank1``:
+    the residual of the shown object's ``x x^*`` beside ``relative_residual``, that of the rank-r ``X``.
     """
     U = state.U.to(torch.complex128)
     weights = state.physical_weights().to(torch.float64)
@@ -149,6 +178,7 @@ def results_from_state(state, group: list[Input], options: SolverOptions, earlie
             "device": str(device), "precision": precision, "interrupted": bool(interrupted),
             "pixel_size": float(acquisition.pixel_size_hr), "frame_type": item.measurement.frame_type,
             "relative_residual": float(state.relative_residual[k]),
+            "relative_residual_rank1": None if residual_rank1 is None else float(residual_rank1[k]),
             "options": recorded,
         }
         # the continued run re-evaluates the last iterate's loss: keep it once
@@ -161,8 +191,21 @@ def results_from_state(state, group: list[Input], options: SolverOptions, earlie
     return results
 
 
+def check_solve_size(group: list[Input], acquisition, rank: int, run: RunOptions):
+    """Refuse, before allocating, a rank above ``n`` or a batched solve that would not fit in the
+    device's memory."""
+    a = acquisition
+    n = a.grid_size**2
+    if rank > n:
+        raise ValueError(f"--rank {rank} exceeds n = {n}, the {a.grid_size} x {a.grid_size} object grid of "
+                         f"{group[0].path} (X is n x n: its rank is at most n)")
+    needed = fp_solve_bytes(len(group), a.n_frames, a.frame_size, a.grid_size, int(rank), run.precision)
+    require_memory(needed, f"{group[0].path}: solving {len(group)} problem(s) at rank {rank} on a {a.grid_size} x "
+                   f"{a.grid_size} object grid (upsample {a.upsample})", device=run.torch_device)
+
+
 def solve_group(group: list[Input], options: SolverOptions, out_dir, run: RunOptions | None = None,
-                resume=False, progress=True, on_update=None) -> list[Path]:
+                resume=False, progress=True, on_update=None, written: list | None = None) -> list[Path]:
     """One batched solve; writes one result file per problem (input and method).
 
     Parameters
@@ -180,15 +223,24 @@ def solve_group(group: list[Input], options: SolverOptions, out_dir, run: RunOpt
         Show a tqdm bar (iterations, loss, elapsed time).
     on_update : callable, optional
         Called with each yielded :class:`~ptycho_app.solvers.SolverState` (tests use it).
+    written : list, optional
+        Each result file is appended as soon as it is complete (what an error leaves written).
 
     Returns
     -------
     list of Path
         The result files written.
+
+    Raises
+    ------
+    Interrupted
+        After Ctrl-C: the last state reached is written (a second Ctrl-C waits for the file being
+        written, then stops the others).
     """
     run = run or RunOptions()
     torch_device = run.torch_device
     acquisition = group[0].measurement.acquisition
+    check_solve_size(group, acquisition, options.rank, run)
     b = torch.as_tensor(np.stack([item.measurement.intensities() for item in group]))
     operator = LiftedFP(acquisition, device=torch_device, dtype=run.dtype())
     earlier = earlier_results(group, out_dir, options, operator.n, run.preset) if resume else [None] * len(group)
@@ -202,53 +254,103 @@ def solve_group(group: list[Input], options: SolverOptions, out_dir, run: RunOpt
     started = time.perf_counter()
     state, interrupted = run_to_end(operator, b, options, init=init, progress=progress, label=label,
                                     on_update=on_update)
+    paths = [result_path(out_dir, item.path, method) for item, method in zip(group, methods, strict=True)]
     if state is None:
-        raise NothingToSave
-    results = results_from_state(state, group, options, earlier, torch_device, run.precision, interrupted,
-                                 run.preset)
-    written = []
-    for item, method, result in zip(group, methods, results, strict=True):
-        path = result_path(out_dir, item.path, method)
-        write_result(path, result)
-        written.append(path)
+        raise Interrupted([], paths)
+    written = [] if written is None else written
+    first, held = len(written), []
+    try:
+        results = results_from_state(state, group, options, earlier, torch_device, run.precision, interrupted,
+                                     run.preset, rank_one_residual(operator, b, state).tolist())
+        for path, result in zip(paths, results, strict=True):
+            with sigint_deferred() as held:  # a second Ctrl-C waits for the file being written
+                write_result(path, result)
+                written.append(path)
+    except KeyboardInterrupt:
+        raise Interrupted(written[first:], paths[len(written) - first:], written[-1] if held else None) from None
+    mine = written[first:]
     if progress:
         per_iteration = state.elapsed / max(state.iteration, 1)
         tqdm.write(f"{label}: {state.iteration} iterations, {per_iteration * 1e3:.2f} ms/iteration "
-                   f"({time.perf_counter() - started:.1f} s wall); wrote {', '.join(p.name for p in written)}")
+                   f"({time.perf_counter() - started:.1f} s wall); wrote {', '.join(p.name for p in mine)}")
     if interrupted:
-        raise KeyboardInterrupt
-    return written
+        raise Interrupted(mine, [])
+    return mine
+
+
+def result_bytes(item: Input, options: SolverOptions, run: RunOptions) -> int:
+    """About what one result file of ``item`` takes (factors, object and spectrum, loss history)."""
+    N = item.measurement.acquisition.grid_size
+    factor_bytes = torch.empty((), dtype=run.dtype()).element_size()
+    return N * N * (options.rank * factor_bytes + 2 * np.dtype(np.complex64).itemsize) + 8 * (options.max_iters + 1)
+
+
+def check_outputs_fit(planned: list[Path], sizes: list[int], out_dir):
+    """Refuse a run whose result files will not fit on the disk of ``out_dir`` (files they replace
+    are counted as freed, but the largest is written beside its old version)."""
+    replaced = sum(path.stat().st_size for path in planned if path.is_file())
+    needed = max(sum(sizes) - replaced, max(sizes, default=0))
+    check_free_space(out_dir, needed, f"{out_dir} ({len(planned)} result files)")
 
 
 def reconstruct_files(paths, run: RunOptions | None = None, out_dir="results", resume=False, progress=True,
-                      on_update=None, batch_size=16, **options) -> list[Path]:
+                      on_update=None, batch_size=16, upsample=None, overwrite=False, **options) -> list[Path]:
     """Reconstruct measurement files with BM, UDU or both (see :func:`solve_group`).
 
     Inputs with the same acquisition are solved together, up to ``batch_size`` problems (input x
     method) per solve; input ``k`` (in the order given) starts from seed ``seed + k`` wherever it is
-    solved.  ``run`` holds the methods, preset, device and precision; ``options`` are
+    solved.  ``upsample`` (optional) sets the object grid of every input instead of its file's.
+    ``run`` holds the methods, preset, device and precision; ``options`` are
     :class:`~ptycho_app.solvers.SolverOptions` fields over the preset's (None: the preset's).
+    Result files that exist are refused unless ``resume`` (continue them) or ``overwrite``
+    (replace them); each is locked against other processes for the whole run.
     Returns the result files written, in order.
+
+    Raises
+    ------
+    OutputFileError
+        For a result file that exists, is an input, is written by another process, or does not fit.
+    Interrupted
+        After Ctrl-C (which files were written, which were not).
     """
     run = run or RunOptions()
     if int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(f"--batch-size must be a positive integer, got {batch_size}")
+    if upsample is not None and (int(upsample) != upsample or upsample < 1):
+        raise ValueError(f"--upsample must be a positive integer, got {upsample}")
+    if resume and overwrite:
+        raise ValueError("give --resume or --overwrite, not both")
     methods = run.methods()
     base_seed = int(options.pop("seed", None) or 0)
     batch_options(methods, run.preset, (base_seed,), **options)  # check the options before reading any file
-    inputs = load_inputs(paths)
+    inputs = load_inputs(paths, upsample)
     position = {item.path: k for k, item in enumerate(inputs)}
-    written = []
+    solves = []  # (problems, options) of each batched solve
     for group in group_by_acquisition(inputs):
         per_solve = max(1, batch_size // len(methods))  # --batch-size counts problems (input x method)
         for first in range(0, len(group), per_solve):
             chunk = group[first:first + per_solve]
-            if progress and len(chunk) > 1:
-                tqdm.write(f"solving {len(chunk)} inputs with the same acquisition together: "
-                           f"{', '.join(item.path.name for item in chunk)}")
             seeds = tuple(base_seed + position[item.path] for item in chunk)
             # "both": BM and UDU of every input side by side in one batched solve, same random start
             problems = [item for _ in methods for item in chunk]
-            solve_options = batch_options(methods, run.preset, seeds, **options)
-            written += solve_group(problems, solve_options, out_dir, run, resume, progress, on_update)
+            solves.append((problems, batch_options(methods, run.preset, seeds, **options)))
+    planned = [result_path(out_dir, item.path, method) for problems, solve_options in solves
+               for item, method in zip(problems, solve_options.methods(len(problems)), strict=True)]
+    sizes = [result_bytes(item, solve_options, run) for problems, solve_options in solves for item in problems]
+    hint = "pass --resume to continue it or --overwrite to replace it"
+    written = []
+    with claimed_outputs(planned, [item.path for item in inputs], overwrite or resume, hint):
+        check_outputs_fit(planned, sizes, out_dir)
+        try:
+            for problems, solve_options in solves:
+                names = list(dict.fromkeys(item.path.name for item in problems))
+                if progress and len(names) > 1:
+                    tqdm.write(f"solving {len(names)} inputs with the same acquisition together: {', '.join(names)}")
+                solve_group(problems, solve_options, out_dir, run, resume, progress, on_update, written)
+        except KeyboardInterrupt as stop:
+            raise Interrupted(written, [p for p in planned if p not in written], getattr(stop, "held", None)) from None
+        except OutputFileError as error:
+            if not written:
+                raise
+            raise OutputFileError(error.path, f"{error} (written before it: {', '.join(map(str, written))})") from None
     return written

@@ -8,7 +8,10 @@ and exits with 130.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import os
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -39,6 +42,13 @@ def field_type(f):
     if isinstance(default, bool) or default is None:
         return float
     return type(default) if isinstance(default, (int, float, str)) else int
+
+
+def add_progress_option(parser):
+    """``--no-progress``, the same for every long-running command."""
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bars; instead a one-line progress record on stderr about every 10 s "
+                             "(Python logger ptycho_app), for batch jobs and logs")
 
 
 def add_run_options(group, kind="fp", defaults: dict | None = None, skip=()):
@@ -113,6 +123,7 @@ def run_options(args):
 
 def get_parser() -> argparse.ArgumentParser:
     """The argument parser (separate from :func:`main` so it can be tested and documented)."""
+    from .simulation import DEFAULT_UPSAMPLE
     from .solvers.options import PROBLEM_PRESETS
 
     parser = OneLineParser(prog="ptycho-app", description="Fourier ptychography by lifting: BM and UDU solvers.")
@@ -122,8 +133,10 @@ def get_parser() -> argparse.ArgumentParser:
     # ---- simulate ------------------------------------------------------------------------------
     sim = commands.add_parser("simulate", help="simulate an FP acquisition and write a measurement file")
     sim.add_argument("--out", default="simulated.h5", help="measurement file to write (default: %(default)s)")
+    sim.add_argument("--overwrite", action="store_true", help="replace --out if it exists (refused otherwise)")
     obj = sim.add_argument_group("object (default: amplitude from 'camera', phase from 'astronaut')")
-    obj.add_argument("--object", help="complex object as .npy (N x N, N = upsample x frame size)")
+    obj.add_argument("--object", help="complex object as .npy (N x N, N = upsample x frame size; without "
+                     "--upsample, its N sets the upsample)")
     obj.add_argument("--amplitude", help="amplitude image (.png, .tif, .npy), resized to N x N")
     obj.add_argument("--phase", help="phase image (.png, .tif, .npy), resized to N x N")
     obj.add_argument("--amplitude-image", default="camera", help="bundled scikit-image image (default: %(default)s)")
@@ -149,7 +162,8 @@ def get_parser() -> argparse.ArgumentParser:
     opt.add_argument("--magnification", type=float, default=4.0, help="(default: %(default)s)")
     opt.add_argument("--camera-pixel", type=float, default=6.5e-6, help="m (default: %(default)s)")
     opt.add_argument("--frame-size", type=int, default=16, help="M, frames are M x M (default: %(default)s)")
-    opt.add_argument("--upsample", type=int, default=4, help="N = upsample x M (default: %(default)s)")
+    opt.add_argument("--upsample", type=int, help="N = upsample x M (default: that of --object, else that of the "
+                     f"--geometry file, else {DEFAULT_UPSAMPLE})")
     opt.add_argument("--defocus", type=float, default=0.0, help="m (default: 0)")
     noise = sim.add_argument_group("noise")
     noise.add_argument("--noise", choices=("none", "poisson", "gaussian"), default="none", help="(default: none)")
@@ -165,7 +179,8 @@ def get_parser() -> argparse.ArgumentParser:
     imp = commands.add_parser("import", help="convert MATLAB FP data (frames + kx/ky table) to a measurement file")
     imp.add_argument("mat", help="MATLAB .mat file with a stack of frames")
     imp.add_argument("--illumination", help="CSV with per-frame kx, ky in NA units (optional 'frame' column)")
-    imp.add_argument("--out", help="measurement file to write (default: <mat stem>.h5 beside the current folder)")
+    imp.add_argument("--out", help="measurement file to write (default: <mat stem>.h5 in the current folder)")
+    imp.add_argument("--overwrite", action="store_true", help="replace --out if it exists (refused otherwise)")
     imp.add_argument("--frames-key", help="variable holding the frames (default: detected)")
     imp.add_argument("--frame-type", choices=("intensity", "amplitude"), required=True,
                      help="what the frames hold (say it: MATLAB files rarely do)")
@@ -187,14 +202,18 @@ def get_parser() -> argparse.ArgumentParser:
                               "(fast preset by default; --preset paper for the papers' algorithms)")
     rec.add_argument("inputs", nargs="+", metavar="FILE", help="measurement files (.h5)")
     rec.add_argument("--out", default="results", help="output folder (default: %(default)s)")
+    rec.add_argument("--upsample", type=int, help="object grid N = upsample x M of every input (default: the file's "
+                     "upsample; a PtyLab file has none: the smallest that fits the illumination)")
     rec.add_argument("--resume", action="store_true",
                      help="continue from the result files already in --out (--iters more iterations)")
+    rec.add_argument("--overwrite", action="store_true",
+                     help="replace result files already in --out (refused otherwise: use --resume or another --out)")
     add_run_options(rec.add_argument_group("run"), kind="fp")
     add_solver_options(rec)
     hw = rec.add_argument_group("batching")
     hw.add_argument("--batch-size", type=int, default=16,
                     help="most problems (input x method) solved together in one batched solve (default: %(default)s)")
-    rec.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    add_progress_option(rec)
 
     # ---- compare -------------------------------------------------------------------------------
     cmp_ = commands.add_parser("compare", help="figures and metrics tables from result files")
@@ -215,7 +234,7 @@ def get_parser() -> argparse.ArgumentParser:
     sense.add_argument("--noise", type=float, default=0.0, help="Gaussian noise relative to the RMS measurement")
     sense.add_argument("--complex", action="store_true", help="complex Hermitian instead of real symmetric")
     sense.add_argument("--out", default="sense-results", help="output folder (default: %(default)s)")
-    sense.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    add_progress_option(sense)
     add_run_options(sense.add_argument_group("run"), kind="sense", defaults={"precision": "double"},
                     skip=("device",))
     add_solver_options(sense, shown={"rank": "n, the papers' full-rank factor"}, presets=PROBLEM_PRESETS["sense"])
@@ -224,7 +243,7 @@ def get_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="simulate a small FP acquisition, reconstruct it with "
                                "BM and UDU, print metrics and write a comparison PNG")
     demo.add_argument("--out", default="demo-output", help="output folder (default: %(default)s)")
-    demo.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    add_progress_option(demo)
     add_run_options(demo.add_argument_group("run"), kind="fp")
     add_solver_options(demo)
     return parser
@@ -280,20 +299,53 @@ def read_table(path) -> "np.ndarray":  # noqa: F821
     return table
 
 
+#: The flags of ``simulate`` and ``import`` that set each checked optics quantity (for messages).
+OPTICS_FLAGS = {"wavelength": "--wavelength", "na": "--na", "magnification": "--magnification",
+                "camera_pixel": "--camera-pixel", "defocus": "--defocus", "led_distance": "--distance",
+                "led_pitch": "--pitch", "pixel_at_sample": "the pixel at the sample (--camera-pixel / --magnification)"}
+
+
 def run_simulate(args):
     import numpy as np
 
+    from .io.atomic import claim_outputs
+    from .io.errors import InputFileError
     from .io.measurement import read_measurement, write_measurement
     from .physics import Acquisition
-    from .simulation import default_acquisition, object_from_files, simulate_frames
+    from .physics.acquisition import check_optics
+    from .resources import require_memory, simulate_bytes
+    from .simulation import (
+        DEFAULT_UPSAMPLE,
+        default_acquisition,
+        object_from_files,
+        simulate_frames,
+        upsample_for_object,
+    )
 
     out = prepare_output_file(args.out)
+    claim_outputs([out], [args.geometry, args.object, args.amplitude, args.phase, args.led_positions,
+                          args.direction_sines], args.overwrite)
+    if args.upsample is not None and args.upsample < 1:
+        raise ValueError(f"--upsample must be a positive integer, got {args.upsample}")
     if args.geometry:
-        acquisition = read_measurement(args.geometry).acquisition
+        acquisition = read_measurement(args.geometry, upsample=args.upsample).acquisition
+        if args.upsample is None and args.object:  # the object's size sets the grid
+            upsample = upsample_for_object(args.object, acquisition.frame_size)
+            if upsample != acquisition.upsample:
+                try:
+                    acquisition = read_measurement(args.geometry, upsample=upsample).acquisition
+                except InputFileError as error:
+                    raise InputFileError(args.object, f"its size sets upsample {upsample}, which does not fit "
+                                         f"{error}") from None
     else:
+        upsample = args.upsample or (upsample_for_object(args.object, args.frame_size) if args.object
+                                     else DEFAULT_UPSAMPLE)
         optics = dict(wavelength=args.wavelength, na=args.na, magnification=args.magnification,
-                      camera_pixel=args.camera_pixel, frame_size=args.frame_size, upsample=args.upsample,
+                      camera_pixel=args.camera_pixel, frame_size=args.frame_size, upsample=upsample,
                       defocus=args.defocus)
+        check_optics(OPTICS_FLAGS, wavelength=args.wavelength, na=args.na, magnification=args.magnification,
+                     camera_pixel=args.camera_pixel, defocus=args.defocus, led_distance=args.distance,
+                     led_pitch=args.pitch)
         if args.led_positions and args.direction_sines:
             raise ValueError("give --led-positions or --direction-sines, not both")
         if args.led_positions:
@@ -306,6 +358,8 @@ def run_simulate(args):
                                               led_distance=args.distance, center_offset=tuple(args.center_offset),
                                               rotation=args.rotation, order=args.order, **optics)
     N = acquisition.grid_size
+    require_memory(simulate_bytes(N, acquisition.n_frames, acquisition.frame_size),
+                   f"simulate: a {N} x {N} object (upsample {acquisition.upsample})")
     obj = object_from_files(N, complex_file=args.object, amplitude_file=args.amplitude, phase_file=args.phase,
                             amplitude_range=tuple(args.amplitude_range), phase_range=tuple(args.phase_range),
                             amplitude_image=args.amplitude_image, phase_image=args.phase_image)
@@ -320,10 +374,16 @@ def run_simulate(args):
 
 
 def run_import(args):
+    from .io.atomic import claim_outputs
     from .io.matlab import read_matlab_fp
     from .io.measurement import write_measurement
+    from .physics.acquisition import check_optics
 
+    check_optics({**OPTICS_FLAGS, "pixel_at_sample": "--pixel-size"} if args.pixel_size is not None else OPTICS_FLAGS,
+                 wavelength=args.wavelength, na=args.na, magnification=args.magnification,
+                 camera_pixel=args.camera_pixel, pixel_at_sample=args.pixel_size, defocus=args.defocus)
     out = prepare_output_file(args.out or Path(args.mat).with_suffix(".h5").name)
+    claim_outputs([out], [args.mat, args.illumination], args.overwrite)
     imported = read_matlab_fp(args.mat, args.illumination, frames_key=args.frames_key, frame_type=args.frame_type,
                               wavelength=args.wavelength, na=args.na, magnification=args.magnification,
                               camera_pixel=args.camera_pixel, pixel_size=args.pixel_size, defocus=args.defocus,
@@ -344,18 +404,21 @@ def run_reconstruct(args):
     out = prepare_output_folder(args.out)
     options = solver_overrides(args)
     written = reconstruct_files(args.inputs, run=run_options(args), out_dir=out, resume=args.resume,
-                                progress=not args.no_progress, batch_size=args.batch_size, **options)
+                                progress=not args.no_progress, batch_size=args.batch_size, upsample=args.upsample,
+                                overwrite=args.overwrite, **options)
     print(f"wrote {len(written)} result file(s) to {out}; look at them with: ptycho-app compare "
           + " ".join(str(p) for p in written[:4]) + (" ..." if len(written) > 4 else ""))
 
 
 def run_compare(args):
+    from .io.atomic import protect_inputs
     from .report import compare_results, markdown_table
 
     out = prepare_output_folder(args.out or Path(args.results[0]).parent)
+    protect_inputs(args.results)
     report = compare_results(args.results, out)
     print(markdown_table(report["rows"]), end="")
-    print("wrote " + ", ".join(str(p) for p in [*report["figures"], report["json"], report["markdown"]]))
+    print("wrote " + ", ".join(str(p) for p in [*report["figures"], *report["json"], *report["markdown"]]))
 
 
 def run_info(args):
@@ -374,7 +437,7 @@ def run_sense(args):
                           progress=not args.no_progress, **solver_overrides(args))
     report = compare_results(written, out)
     print(markdown_table(report["rows"]), end="")
-    print("wrote " + ", ".join(str(p) for p in [*written, *report["figures"], report["markdown"]]))
+    print("wrote " + ", ".join(str(p) for p in [*written, *report["figures"], *report["markdown"]]))
 
 
 def run_demo(args):
@@ -395,42 +458,80 @@ def show_warning(message, category, filename, lineno, file=None, line=None):
     print(f"ptycho-app: warning: {message}", file=sys.stderr)
 
 
-def main(argv=None) -> int:
-    """Entry point; returns the exit code (2 for a user's mistake, with a one-line message)."""
+@contextlib.contextmanager
+def progress_records(enabled: bool):
+    """With ``--no-progress``: the solver's periodic one-line progress records (INFO on the
+    ``ptycho_app`` logger, see :func:`ptycho_app.session.run`) on stderr, with the time."""
+    if not enabled:
+        yield
+        return
+    logger = logging.getLogger("ptycho_app")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("ptycho-app: progress %(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def run_command_line(argv=None) -> int:
+    """Parse and run one command; returns the exit code (2 for a user's mistake, with a one-line message)."""
     try:
         args = get_parser().parse_args(argv)
     except SystemExit as exit_:  # --help, --version, or a one-line usage error
         return int(exit_.code or 0)
-    import torch
-
-    from .batch import NothingToSave
+    from .batch import Interrupted
+    from .io.atomic import release_outputs
+    from .resources import is_out_of_memory, out_of_memory_message
     from .solvers import SolverDivergedError
 
     previous = warnings.showwarning
     warnings.showwarning = show_warning
     try:
-        COMMANDS[args.command](args)
-    except torch.OutOfMemoryError:
-        print(f"ptycho-app {args.command}: out of memory on the device: use a smaller --batch-size or --rank, "
-              "or --device cpu", file=sys.stderr)
-        return 1
-    except SolverDivergedError as error:
+        with progress_records(getattr(args, "no_progress", False)):
+            COMMANDS[args.command](args)
+    except SolverDivergedError as error:  # a RuntimeError: before the out-of-memory clause
         print(f"ptycho-app {args.command}: solver diverged: {error}", file=sys.stderr)
+        return 1
+    except (MemoryError, RuntimeError) as error:  # torch (CPU and CUDA) and NumPy allocation failures
+        if not is_out_of_memory(error):
+            raise
+        print(f"ptycho-app {args.command}: {out_of_memory_message(error)}", file=sys.stderr)
         return 1
     except (ValueError, OSError) as error:
         print(f"ptycho-app {args.command}: error: {error}", file=sys.stderr)
         return 2
-    except NothingToSave:
-        print(f"ptycho-app {args.command}: interrupted before the first update: nothing written", file=sys.stderr)
+    except Interrupted as interrupted:  # reconstruct: which result files were written, which not
+        print(f"ptycho-app {args.command}: {interrupted}", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
-        print(f"ptycho-app {args.command}: interrupted" + (" (results so far written; continue with --resume)"
-                                                          if args.command == "reconstruct" else ""),
-              file=sys.stderr)
+        print(f"ptycho-app {args.command}: interrupted", file=sys.stderr)
         return 130
     finally:
         warnings.showwarning = previous
+        release_outputs()
     return 0
+
+
+def main(argv=None) -> int:
+    """The console entry point: :func:`run_command_line`, with Ctrl-C at any moment (even while torch
+    is still being imported) ending in one line and exit code 130 instead of a traceback.
+
+    This module imports only the standard library at its top, so the handler is in place before
+    any heavy module loads.
+    """
+    try:
+        return run_command_line(argv)
+    except KeyboardInterrupt:
+        print("ptycho-app: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        if argv is None:  # this process's own command is over: a late Ctrl-C must not break its exit
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 if __name__ == "__main__":

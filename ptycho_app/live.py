@@ -18,7 +18,7 @@ from .io.measurement import Measurement
 from .io.results import result_path, write_result
 from .lifting import LiftedFP
 from .physics import spectrum_to_object
-from .session import RunOptions, batch_options, run
+from .session import RunOptions, batch_options, rank_one_residual, run
 
 
 @dataclass
@@ -32,12 +32,18 @@ class SolverView:
         Eigenvalues of X, decreasing.
     losses : (T + 1,) float64
         Loss history so far.
+    relative_residual : float
+        ``||A(X) - b|| / ||b||`` of the rank-r ``X`` fitted.
+    relative_residual_rank1 : float
+        The same for the shown object's rank-one ``x x^*`` (:func:`~ptycho_app.session.rank_one_residual`).
     """
 
     amplitude: np.ndarray
     phase: np.ndarray
     eigenvalues: np.ndarray
     losses: np.ndarray
+    relative_residual: float = float("nan")
+    relative_residual_rank1: float = float("nan")
 
 
 @dataclass
@@ -93,11 +99,12 @@ def live_reconstruction(measurement: Measurement, method="both", preset=None, de
         objects = spectrum_to_object(leading_from_eigh(values, vectors).reshape(-1, N, N)).cpu().numpy()
         values = values.cpu().numpy()
         losses = state.losses.cpu().numpy()
+        rank1 = rank_one_residual(operator, b, state).tolist()
         views = {}
         for k, name in enumerate(methods):
             obj = objects[k] * np.exp(-1j * np.angle(objects[k].mean()))  # mean phase 0: comparable views
             views[name] = SolverView(np.abs(obj).astype(np.float32), np.angle(obj).astype(np.float32),
-                                     values[k], losses[:, k])
+                                     values[k], losses[:, k], float(state.relative_residual[k]), rank1[k])
         yield LiveUpdate(state.iteration, views, state.elapsed, state.done, state, solver_options, settings)
 
 
@@ -117,7 +124,8 @@ def save_live_results(update: LiveUpdate, measurement: Measurement, out_dir, nam
     item = Input(Path(source), measurement, sha)
     settings = update.run or RunOptions()
     results = results_from_state(state, [item] * len(methods), update.options, [None] * len(methods),
-                                 settings.torch_device, settings.precision, interrupted, settings.preset)
+                                 settings.torch_device, settings.precision, interrupted, settings.preset,
+                                 [view.relative_residual_rank1 for view in update.methods.values()])
     written = []
     for method, result in zip(methods, results, strict=True):
         path = result_path(out_dir, source, method)

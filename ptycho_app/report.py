@@ -10,14 +10,26 @@ import numpy as np
 from .analysis import amplitude_psnr, amplitude_ssim, numerical_rank, relative_error
 from .io import atomic_path
 from .io.errors import InputFileError
-from .io.measurement import open_hdf5, read_measurement
+from .io.measurement import has, open_hdf5, read_measurement
 from .io.results import Result, read_result
 
 #: Relative eigenvalue threshold of the numerical rank in reports.
 RANK_TOLERANCE = 1e-6
 
 METRIC_COLUMNS = ("relative_error", "psnr", "ssim", "lambda2_over_lambda1", "numerical_rank", "relative_residual",
-                  "iterations", "seconds", "seconds_per_iteration")
+                  "relative_residual_rank1", "iterations", "seconds", "seconds_per_iteration")
+
+#: What the two residuals mean (in ``info``, ``compare`` and the napari widget).
+RESIDUAL_NOTE = ("relative_residual: ||A(X) - b|| / ||b|| of the rank-r X fitted; relative_residual_rank1: the same "
+                 "for lambda_1 v v^*, the rank-one X of the object shown and written")
+
+
+def finite_or_none(value):
+    """``value`` as a float, or None when it is missing, NaN or infinite (JSON has no NaN)."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if np.isfinite(value) else None
 
 
 def physical_matrix(result: Result) -> np.ndarray:
@@ -29,7 +41,7 @@ def physical_matrix(result: Result) -> np.ndarray:
 def result_metrics(result: Result) -> dict:
     """Metrics of one result; errors only when the result holds a reference."""
     values = np.asarray(result.eigenvalues, dtype=np.float64)
-    run = int(result.attrs.get("run_iterations", result.iterations))
+    seconds = finite_or_none(result.attrs.get("seconds"))
     metrics = {
         "input": str(result.attrs.get("input_file", "")), "method": result.method,
         "rank": int(result.attrs.get("rank", len(values))),
@@ -37,21 +49,34 @@ def result_metrics(result: Result) -> dict:
         "lambda2_over_lambda1": float(values[1] / values[0]) if len(values) > 1 and values[0] > 0 else 0.0,
         "numerical_rank": numerical_rank(values, RANK_TOLERANCE),
         "final_loss": float(result.loss[-1]),
-        "relative_residual": float(result.attrs.get("relative_residual", float("nan"))),
+        "relative_residual": finite_or_none(result.attrs.get("relative_residual")),
+        "relative_residual_rank1": finite_or_none(result.attrs.get("relative_residual_rank1")),
         "iterations": result.iterations,
-        "seconds": float(result.attrs.get("seconds", float("nan"))),
-        "seconds_per_iteration": float(result.attrs.get("seconds", float("nan"))) / max(run, 1),
+        "seconds": seconds,
+        # totals over every run of a resumed result (``seconds`` and ``iterations`` both add up)
+        "seconds_per_iteration": None if seconds is None else seconds / max(result.iterations, 1),
         "interrupted": bool(result.attrs.get("interrupted", False)),
         "options": options_summary(result.attrs),
     }
-    if result.object is not None and result.reference is not None:
+    has_image = result.object is not None and result.reference is not None
+    truth = result.reference if has_image else result.reference_matrix
+    if truth is not None and not np.any(truth):
+        metrics["relative_error_note"] = "truth is all zero: relative errors, PSNR and SSIM are undefined"
+    elif has_image:
         metrics.update(relative_error=relative_error(result.object, result.reference),
                        psnr=amplitude_psnr(result.object, result.reference),
                        ssim=amplitude_ssim(result.object, result.reference))
-    elif result.reference_matrix is not None:
+    elif truth is not None:
         metrics["relative_error"] = float(np.linalg.norm(physical_matrix(result) - result.reference_matrix)
                                           / np.linalg.norm(result.reference_matrix))
+    for name in ("relative_error", "psnr", "ssim"):
+        metrics[name] = finite_or_none(metrics[name])
     return metrics
+
+
+def metrics_json(rows: list[dict]) -> str:
+    """Rows as JSON text; NaN and infinities are refused (they are not JSON), never written."""
+    return json.dumps(rows, indent=2, allow_nan=False)
 
 
 def format_value(value) -> str:
@@ -73,57 +98,105 @@ def markdown_table(rows: list[dict]) -> str:
     lines += ["| " + " | ".join(format_value(row.get(c)) for c in columns) + " |" for row in rows]
     lines += ["", "| input | method | options |", "|---|---|---|"]
     lines += [f"| {row.get('input')} | {row.get('method')} | {row.get('options') or '-'} |" for row in rows]
+    lines += ["", f"{RESIDUAL_NOTE}."]
+    lines += [f"{row.get('input')} {row.get('method')}: {row['relative_error_note']}." for row in rows
+              if row.get("relative_error_note")]
     return "\n".join(lines) + "\n"
 
 
-def compare_results(paths, out_dir) -> dict:
-    """Figures and metrics for result files.
+def metrics_paths(out_dir, input_name: str) -> tuple[Path, Path]:
+    """``<out>/<input stem>-metrics.json`` and ``.md``: named after the input, like its figure, so
+    compares of other inputs in the same folder do not overwrite each other."""
+    stem = Path(input_name).stem
+    return Path(out_dir) / f"{stem}-metrics.json", Path(out_dir) / f"{stem}-metrics.md"
 
-    One PNG per input (``<stem>.comparison.png``): amplitude and phase of each solver side by
-    side (with the band-limited ground truth when known), eigenvalue spectra on a log scale and
-    loss curves.  ``metrics.json`` and ``metrics.md`` hold one row per result.
+
+def residuals_text(result: Result) -> str:
+    """``BM X (rank 4) 0.097, shown x x^* 0.734``: both relative residuals of a result, named."""
+    rows = result_metrics(result)
+    parts = [f"{result.method.upper()} X (rank {rows['rank']}) {format_value(rows['relative_residual'])}"]
+    if rows["relative_residual_rank1"] is not None:
+        parts.append(f"shown x x^* {format_value(rows['relative_residual_rank1'])}")
+    return ", ".join(parts)
+
+
+def render_figure(input_name: str, group: list[Result]) -> bytes:
+    """The comparison PNG of one input's results, as bytes (nothing is written)."""
+    import tempfile
+
+    from .plotting import comparison_figure, spectra_figure
+
+    curves = {r.method.upper() if len({x.method for x in group}) == len(group) else r.path.name:
+              {"object": r.object, "eigenvalues": r.eigenvalues, "losses": r.loss,
+               "loss_name": str(r.attrs.get("loss", "intensity"))} for r in group}
+    title = f"{input_name}: {', '.join(curves)}"
+    if any(r.attrs.get("relative_residual") is not None for r in group):
+        title += "\nrelative residual ||A(X) - b|| / ||b||: " + "; ".join(residuals_text(r) for r in group)
+    with tempfile.TemporaryDirectory(prefix="ptycho-compare-") as folder:
+        figure = Path(folder) / "figure.png"
+        if all(r.object is not None for r in group):
+            reference = next((r.reference for r in group if r.reference is not None), None)
+            comparison_figure(figure, reference, curves, title=title)
+        else:
+            spectra_figure(figure, curves, title=title)
+        return figure.read_bytes()
+
+
+def write_all_or_nothing(contents: dict):
+    """Write ``path -> bytes`` atomically, each file; if one fails, remove those this call wrote."""
+    written = []
+    try:
+        for path, data in contents.items():
+            with atomic_path(path, nbytes=len(data)) as tmp:
+                Path(tmp).write_bytes(data)
+            written.append(path)
+    except BaseException:
+        for path in written:
+            Path(path).unlink(missing_ok=True)
+        raise
+
+
+def compare_results(paths, out_dir) -> dict:
+    """Figures and metrics for result files, all written or none.
+
+    Per input (results are grouped by the input they came from): a PNG ``<stem>.comparison.png``
+    (amplitude and phase of each solver side by side, with the band-limited ground truth when
+    known, eigenvalue spectra on a log scale and loss curves) and ``<stem>-metrics.json`` /
+    ``<stem>-metrics.md`` with one row per result.  Everything is computed before the first file is
+    written; if a write fails, the files this call wrote are removed.
 
     Returns
     -------
     dict
-        ``figures`` (list of Path), ``json``, ``markdown`` (Path), ``rows`` (list of dict).
+        ``figures``, ``json``, ``markdown`` (lists of Path, one per input), ``rows`` (list of dict).
     """
-    from .plotting import comparison_figure, spectra_figure
-
     out_dir = Path(out_dir)
     results = [read_result(path) for path in paths]
     by_input: dict[str, list[Result]] = {}
     for result in results:
         by_input.setdefault(str(result.attrs.get("input_file", result.path.name)), []).append(result)
-    figures = []
+    contents, report = {}, {"figures": [], "json": [], "markdown": [], "rows": []}
     for input_name, group in by_input.items():
-        stem = Path(input_name).stem
-        figure = out_dir / f"{stem}.comparison.png"
-        curves = {r.method.upper() if len({x.method for x in group}) == len(group) else r.path.name:
-                  {"object": r.object, "eigenvalues": r.eigenvalues, "losses": r.loss,
-                   "loss_name": str(r.attrs.get("loss", "intensity"))} for r in group}
-        with_objects = [r for r in group if r.object is not None]
-        if len(with_objects) == len(group):
-            reference = next((r.reference for r in group if r.reference is not None), None)
-            comparison_figure(figure, reference, curves, title=f"{input_name}: {', '.join(curves)}")
-        else:
-            spectra_figure(figure, curves, title=f"{input_name}: {', '.join(curves)}")
-        figures.append(figure)
-    rows = [result_metrics(r) for r in results]
-    json_path, md_path = out_dir / "metrics.json", out_dir / "metrics.md"
-    with atomic_path(json_path) as tmp:
-        tmp.write_text(json.dumps(rows, indent=2))
-    with atomic_path(md_path) as tmp:
-        tmp.write_text(markdown_table(rows))
-    return {"figures": figures, "json": json_path, "markdown": md_path, "rows": rows}
+        rows = [result_metrics(r) for r in group]
+        json_path, md_path = metrics_paths(out_dir, input_name)
+        figure = out_dir / f"{Path(input_name).stem}.comparison.png"
+        contents[json_path] = metrics_json(rows).encode()
+        contents[md_path] = markdown_table(rows).encode()
+        contents[figure] = render_figure(input_name, group)
+        report["figures"].append(figure)
+        report["json"].append(json_path)
+        report["markdown"].append(md_path)
+        report["rows"] += rows
+    write_all_or_nothing(contents)
+    return report
 
 
 def describe_file(path) -> str:
     """What a measurement or result file holds, in words and numbers."""
     path = Path(path)
     with open_hdf5(path) as f:
-        is_result = "factors/U" in f
-        is_measurement = "ptychogram" in f
+        is_result = has(f, path, "factors/U")
+        is_measurement = has(f, path, "ptychogram")
     if is_result:
         return describe_result(read_result(path))
     if is_measurement:
@@ -131,18 +204,25 @@ def describe_file(path) -> str:
     raise InputFileError(path, "neither a measurement file (no 'ptychogram') nor a result file (no 'factors/U')")
 
 
+def frames_mean(summary, chosen) -> str:
+    """`` (mean 0.37)`` of the chosen frames ('' when the frames were not scanned)."""
+    if summary is None:
+        return ""
+    return f" (mean {summary.frame_mean[chosen].mean() if chosen.any() else 0:.4g})"
+
+
 def describe_measurement(path) -> str:
-    m = read_measurement(path)
+    m = read_measurement(path, load_frames=False)  # frames checked block by block, never held whole
     a = m.acquisition
-    frames = m.frames
+    summary = m.summary
     bright = a.bright_field
     sines = np.hypot(a.direction_sines[:, 0], a.direction_sines[:, 1])
     lines = [
         f"{path}: FP measurement (PtyLab FPM layout)",
         f"  frames:        {a.n_frames} x {a.frame_size} x {a.frame_size} {m.frame_type}, "
-        f"values {frames.min():.4g} to {frames.max():.4g}",
-        f"  bright field:  {int(bright.sum())} frames (mean {frames[bright].mean() if bright.any() else 0:.4g}); "
-        f"dark field: {int((~bright).sum())} frames (mean {frames[~bright].mean() if (~bright).any() else 0:.4g})",
+        + (f"values {max(summary.minimum, 0):.4g} to {summary.maximum:.4g}" if summary else "values not scanned"),
+        f"  bright field:  {int(bright.sum())} frames{frames_mean(summary, bright)}; "
+        f"dark field: {int((~bright).sum())} frames{frames_mean(summary, ~bright)}",
         f"  optics:        wavelength {a.wavelength * 1e9:.1f} nm, NA {a.na:g}, magnification {a.magnification:g}, "
         f"camera pixel {a.camera_pixel * 1e6:.3g} um ({a.pixel_size_lr * 1e6:.4g} um at the sample)",
         "  illumination:  " + (f"LEDs {a.led_distance * 1e3:.4g} mm below the sample, " if a.led_positions is not None
@@ -179,15 +259,20 @@ def describe_result(result: Result) -> str:
         f"  method:        {options_summary(a)}, {a.get('device')} {a.get('precision')}",
         f"  iterations:    {result.iterations}" + (" (interrupted: resumable with --resume)"
                                                     if a.get("interrupted") else ""),
-        f"  loss:          {result.loss[0]:.4e} -> {result.loss[-1]:.4e} (relative residual "
-        f"{float(a.get('relative_residual', float('nan'))):.3e})",
-        f"  eigenvalues:   lambda_1 = {values[0]:.4e}; lambda_k / lambda_1 = "
-        + ", ".join(f"{v:.2e}" for v in relative[1:]),
+        f"  loss:          {result.loss[0]:.4e} -> {result.loss[-1]:.4e}",
+        f"  residual:      ||A(X) - b|| / ||b|| {format_value(metrics['relative_residual'])} for X (rank "
+        f"{metrics['rank']}), " + (f"{format_value(metrics['relative_residual_rank1'])} for the shown object's "
+                                   "x x^* (rank one)" if metrics["relative_residual_rank1"] is not None
+                                   else "not recorded for the shown object's x x^*"),
+        f"  eigenvalues:   lambda_1 = {values[0]:.4e}" + ("; lambda_k / lambda_1 = " + ", ".join(
+            f"{v:.2e}" for v in relative[1:]) if len(values) > 1 else ""),
         f"  numerical rank {metrics['numerical_rank']} (tolerance {RANK_TOLERANCE:g})",
     ]
     if result.object is not None:
         lines.append(f"  object:        {result.object.shape[0]} x {result.object.shape[1]} complex, "
                      f"pixel {float(a.get('pixel_size', 0)) * 1e6:.4g} um")
+    if metrics.get("relative_error_note"):
+        lines.append(f"  vs truth:      {metrics['relative_error_note']}")
     if metrics["relative_error"] is not None:
         lines.append(f"  vs truth:      relative error {metrics['relative_error']:.3e}"
                      + (f", PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f}" if metrics["psnr"] else ""))

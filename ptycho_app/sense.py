@@ -18,6 +18,7 @@ import torch
 from .analysis import factor_eigh
 from .io.results import Result, write_result
 from .problems import completion_problem, sensing_problem
+from .resources import require_memory, sense_bytes
 from .session import RunOptions, batch_options, problem_history, problem_options, run_to_end
 from .solvers import DEFAULT_PRESET
 from .solvers.options import PROBLEM_PRESETS
@@ -72,8 +73,8 @@ def run_sense(problem="completion", n=100, truth_rank=3, measurements=None, nois
     m = default_measurements(problem, n, truth_rank) if measurements is None else measurements
     if int(m) != m or m < 1:
         raise ValueError(f"--measurements must be a positive integer, got {m}")
-    if not noise >= 0:
-        raise ValueError(f"--noise must be >= 0, got {noise}")
+    if not (np.isfinite(noise) and noise >= 0):
+        raise ValueError(f"--noise must be a finite number >= 0, got {noise}")
     seed = int(options.pop("seed", None) or 0)
     if options.get("rank") is None:
         options["rank"] = n
@@ -81,6 +82,9 @@ def run_sense(problem="completion", n=100, truth_rank=3, measurements=None, nois
     solver_options = batch_options(methods, run.preset, (seed,), **options)
     torch_device = torch.device("cpu")  # small problems: the CPU is the right place
     dtype = run.dtype(is_complex)
+    rank = int(solver_options.rank)
+    require_memory(sense_bytes(problem, n, m, rank, len(methods), is_complex),
+                   f"sense --problem {problem} --n {n} (rank {rank}, {m} measurements)")
     eigenvalues = tuple(float(k) for k in range(1, truth_rank + 1))
     if problem == "completion":
         if m > n * n:

@@ -10,11 +10,14 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass, field, fields
 
 import torch
 from tqdm.auto import tqdm
 
+from .analysis import factor_eigh, leading_from_eigh
 from .device import resolve_device, resolve_dtype
 from .solvers import DEFAULT_PRESET, METHODS, PRESETS, SolverOptions, iterate
 from .solvers.factorized import check_options
@@ -22,6 +25,12 @@ from .solvers.options import default_yield_every
 
 #: ``both``: BM and UDU side by side in one batched solve.
 METHOD_CHOICES = (*METHODS, "both")
+
+#: Progress records (one line per record) go to this logger; the CLI shows them on stderr with
+#: ``--no-progress``, so batch jobs without a terminal can be followed.
+logger = logging.getLogger("ptycho_app")
+#: Seconds between two progress records (the first update and the last are always recorded).
+LOG_SECONDS = 10.0
 
 
 @dataclass
@@ -85,15 +94,58 @@ def problem_history(state, k: int):
     return ran, state.losses[:ran + 1, k].cpu().numpy()
 
 
-def run(operator, b, options: SolverOptions, init=None, progress: bool = False, label: str = ""):
-    """Solve and yield each :class:`~ptycho_app.solvers.SolverState` (behind a tqdm bar with ``progress``)."""
+def progress_record(state, options: SolverOptions, label: str) -> str:
+    """One line on a state: label (methods and input), iteration, each problem's loss and relative residual."""
+    methods = options.methods(len(state.loss))
+    losses = ", ".join(f"{m.upper()} {v:.4e}" for m, v in zip(methods, state.loss.tolist(), strict=True))
+    residuals = ", ".join(f"{m.upper()} {v:.3e}" for m, v in
+                          zip(methods, state.relative_residual.tolist(), strict=True))
+    return (f"{label or 'solve'}: iteration {state.iteration}/{options.max_iters}, loss {losses}; "
+            f"relative residual {residuals}; {state.elapsed:.1f} s")
+
+
+def run(operator, b, options: SolverOptions, init=None, progress: bool = False, label: str = "",
+        log_seconds: float = LOG_SECONDS):
+    """Solve and yield each :class:`~ptycho_app.solvers.SolverState` (behind a tqdm bar with ``progress``).
+
+    A one-line progress record (:func:`progress_record`) is logged at INFO level on the
+    ``ptycho_app`` logger at the first update, then at most every ``log_seconds``, and at the end.
+    """
     check_options(operator, options)
+    logged = None
     with tqdm(total=options.max_iters, desc=label, unit="it", disable=not progress, dynamic_ncols=True) as bar:
         for state in iterate(operator, b, options, init=init):
             bar.update(state.iteration - bar.n)
             bar.set_postfix(loss=f"{state.loss.max().item():.3e}",
                             rel_res=f"{state.relative_residual.max().item():.2e}")
+            if logged is None or state.done or time.monotonic() - logged >= log_seconds:
+                logged = time.monotonic()
+                logger.info(progress_record(state, options, label))
             yield state
+
+
+def rank_one_residual(operator, b, state) -> torch.Tensor:
+    """``||A(lambda_1 v v^*) - b|| / ||b||`` per problem: the residual of the rank-one ``X`` whose
+    object is shown and written (``v`` the top eigenvector of ``X``), not of the rank-``r`` ``X`` fitted.
+
+    Parameters
+    ----------
+    operator : LiftedOperator
+    b : (B, *measurement_shape) real
+        The measurements solved for (physical units).
+    state : SolverState
+
+    Returns
+    -------
+    (B,) float64 tensor (one forward pass)
+    """
+    high = torch.complex128 if state.U.is_complex() else torch.float64
+    x = leading_from_eigh(*factor_eigh(state.U.to(high), state.physical_weights().to(torch.float64)))
+    ones = torch.ones(x.shape[0], 1, dtype=operator.real_dtype, device=operator.device)
+    measured = operator.measure(x[:, :, None].to(device=operator.device, dtype=operator.dtype), ones)
+    b = torch.as_tensor(b).to(device=measured.device, dtype=torch.float64)
+    return (torch.linalg.vector_norm((measured.to(torch.float64) - b).flatten(1), dim=1)
+            / torch.linalg.vector_norm(b.flatten(1), dim=1))
 
 
 def run_to_end(operator, b, options: SolverOptions, init=None, progress: bool = True, label: str = "",

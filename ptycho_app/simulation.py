@@ -23,6 +23,9 @@ BUNDLED_IMAGES = ("camera", "astronaut", "moon", "coins", "cell", "brick", "gras
 
 NOISE_KINDS = ("none", "poisson", "gaussian")
 
+#: ``N = upsample * M`` of a simulation whose object grid nothing else fixes.
+DEFAULT_UPSAMPLE = 4
+
 
 def rescale_image(image, size, value_range) -> np.ndarray:
     """Grey image resized to ``size x size`` and mapped linearly onto ``value_range``.
@@ -94,6 +97,22 @@ def read_image(path) -> np.ndarray:
     if not np.all(np.isfinite(image)):
         raise InputFileError(path, "contains NaN or Inf")
     return image
+
+
+def upsample_for_object(path, frame_size: int) -> int:
+    """The upsampling factor a complex object file implies: its size ``N`` over the frame size ``M``.
+
+    Raises
+    ------
+    InputFileError
+        When the object is not square or ``N`` is not a multiple of ``M``.
+    """
+    shape = read_image(path).shape
+    size = shape[0]
+    if shape[0] != shape[1] or size < frame_size or size % frame_size:
+        raise InputFileError(path, f"expected an N x N object with N a multiple of the frame size {frame_size} "
+                             f"(N = upsample x {frame_size}), got shape {shape}")
+    return size // frame_size
 
 
 def object_from_files(size: int, complex_file=None, amplitude_file=None, phase_file=None,
@@ -170,8 +189,8 @@ def led_array(size: int, pitch: float, center_offset=(0.0, 0.0), rotation=0.0, o
     """
     if int(size) != size or size < 1:
         raise ValueError(f"LED grid size must be a positive integer, got {size}")
-    if not pitch > 0:
-        raise ValueError(f"LED pitch must be positive, got {pitch}")
+    if not (np.isfinite(pitch) and pitch > 0):
+        raise ValueError(f"LED pitch must be a positive finite number, got {pitch}")
     if order not in ("raster", "spiral"):
         raise ValueError(f"LED order must be raster or spiral, got {order!r}")
     offsets = (np.arange(size) - (size - 1) / 2) * pitch
@@ -183,7 +202,7 @@ def led_array(size: int, pitch: float, center_offset=(0.0, 0.0), rotation=0.0, o
     return positions[spiral_order(size)] if order == "spiral" else positions
 
 
-def default_acquisition(frame_size: int = 16, upsample: int = 4, leds_per_side: int = 7,
+def default_acquisition(frame_size: int = 16, upsample: int = DEFAULT_UPSAMPLE, leds_per_side: int = 7,
                         led_pitch: float = 4e-3, led_distance: float = 80e-3,
                         wavelength: float = 532e-9, na: float = 0.08, magnification: float = 4.0,
                         camera_pixel: float = 6.5e-6, center_offset=(0.0, 0.0), rotation=0.0,

@@ -26,6 +26,11 @@ def simulate(tmp_path, name="small.h5", *extra):
     return path
 
 
+def messages(stderr: str) -> list[str]:
+    """stderr's lines without ``--no-progress``'s periodic progress records."""
+    return [line for line in stderr.strip().splitlines() if not line.startswith("ptycho-app: progress ")]
+
+
 def reconstruct(*argv):
     return main(["reconstruct", "--no-progress", *map(str, argv)])
 
@@ -101,7 +106,7 @@ def test_compare_writes_figure_and_tables(solved, capsys):
     assert main(["compare", *map(str, results), "--out", str(tmp / "report")]) == 0
     png = (tmp / "report" / "small.comparison.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
-    rows = json.loads((tmp / "report" / "metrics.json").read_text())
+    rows = json.loads((tmp / "report" / "small-metrics.json").read_text())
     assert [row["method"] for row in rows] == ["bm", "udu"]
     m = read_measurement(measurement)
     truth = band_limit(m.ground_truth.astype(np.complex128), m.acquisition)
@@ -110,8 +115,8 @@ def test_compare_writes_figure_and_tables(solved, capsys):
         assert row["relative_error"] == pytest.approx(relative_error(result.object, result.reference), rel=1e-6)
         assert row["relative_error"] == pytest.approx(relative_error(result.object, truth), rel=1e-2)
         assert row["psnr"] > 60 and 0.999 < row["ssim"] <= 1 + 1e-6 and row["iterations"] == 600  # the fast defaults
-    markdown = (tmp / "report" / "metrics.md").read_text()
-    assert markdown.startswith("| input | method | relative_error") and markdown.count("\n") == 9
+    markdown = (tmp / "report" / "small-metrics.md").read_text()
+    assert markdown.startswith("| input | method | relative_error") and markdown.count("\n") == 11
     assert "| small.h5 | udu | preset fast, rank 4, loss amplitude" in markdown
     assert "| small.h5 | udu |" in capsys.readouterr().out
 
@@ -180,9 +185,9 @@ def test_ctrl_c_writes_a_resumable_result(tmp_path, monkeypatch, capsys):
 def test_resume_refuses_a_result_of_another_input(tmp_path, capsys):
     measurement = simulate(tmp_path)
     assert reconstruct(measurement, "--method", "bm", "--iters", "5", "--out", tmp_path / "r") == 0
-    simulate(tmp_path, "small.h5", "--amplitude-image", "moon")  # same name, new contents
+    simulate(tmp_path, "small.h5", "--amplitude-image", "moon", "--overwrite")  # same name, new contents
     assert reconstruct(measurement, "--method", "bm", "--iters", "5", "--out", tmp_path / "r", "--resume") == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    err = messages(capsys.readouterr().err)
     assert len(err) == 1 and "small.bm.h5" in err[0] and "sha256 differs" in err[0]
 
 
@@ -224,11 +229,11 @@ def test_resume_keeps_provenance_and_refuses_other_steps(tmp_path, capsys):
     capsys.readouterr()
     assert reconstruct(measurement, "--method", "udu", "--iters", "5", "--step", "0.01", "--out", out,
                        "--resume") == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    err = messages(capsys.readouterr().err)
     assert len(err) == 1 and "was run with step 0.25; resume with --step 0.25" in err[0]
     assert reconstruct(measurement, "--method", "udu", "--iters", "5", "--loss", "poisson", "--out", out,
                        "--resume") == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    err = messages(capsys.readouterr().err)
     assert len(err) == 1 and "was run with loss amplitude; resume with --loss amplitude" in err[0]
 
 
@@ -275,7 +280,7 @@ def test_small_negatives_are_clipped_with_a_one_line_warning(tmp_path, capsys):
         frames[0, 0, 0] = -1e-4
         f["ptychogram"][...] = frames
     assert reconstruct(measurement, "--method", "bm", "--iters", "5", "--out", tmp_path / "r") == 0
-    err = capsys.readouterr().err.strip().splitlines()
+    err = messages(capsys.readouterr().err)
     assert len(err) == 1 and "warning" in err[0] and "clipped 1 negative values" in err[0]
 
 
@@ -322,7 +327,7 @@ def test_sense_reproduces_exact_low_rank(tmp_path, capsys):
     np.testing.assert_allclose(np.linalg.eigvalsh(udu.reference_matrix)[-2:], [1, 2], atol=1e-12)
     assert udu.eigenvalues[2] / udu.eigenvalues[0] < 1e-12
     assert bm.eigenvalues[2] / bm.eigenvalues[0] > 1e-6
-    rows = json.loads((out / "metrics.json").read_text())
+    rows = json.loads((out / "completion-n30-r2-m180-metrics.json").read_text())
     assert all(row["relative_error"] < 0.1 for row in rows)
     assert (out / "completion-n30-r2-m180.comparison.png").stat().st_size > 10_000
 
@@ -366,7 +371,7 @@ def test_bad_measurement_file_exits_2_with_one_line(case, tmp_path, capsys):
     BAD_FILES[case][0](path)
     before = path.read_bytes()
     assert reconstruct(path, "--iters", "5", "--out", tmp_path / "r") == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    err = messages(capsys.readouterr().err)
     assert len(err) == 1 and str(path) in err[0] and BAD_FILES[case][1] in err[0], err
     assert path.read_bytes() == before and not (tmp_path / "r" / "bad.bm.h5").exists()
 
@@ -388,7 +393,7 @@ def test_bad_measurement_file_exits_2_with_one_line(case, tmp_path, capsys):
     (["sense", "--precondition", "spectral", "--iters", "2"], "spectral preconditioner needs an FP operator"),
     (["reconstruct", "{tmp}/m.h5", "--loss", "huber"], "invalid choice: 'huber'"),
     (["import", "{tmp}/m.h5", "--frame-type", "intensity", "--na", "0.1", "--magnification", "2",
-      "--pixel-size", "1e-6"], "m.h5: illumination: no illumination"),
+      "--pixel-size", "1e-6", "--out", "{tmp}/imported.h5"], "m.h5: illumination: no illumination"),
     (["reconstruct", "{tmp}/m.h5", "--batch-size", "0"], "--batch-size must be a positive integer"),
 ])
 def test_bad_commands_exit_2_with_one_line(argv, expected, tmp_path, capsys, monkeypatch):
@@ -396,7 +401,7 @@ def test_bad_commands_exit_2_with_one_line(argv, expected, tmp_path, capsys, mon
     simulate(tmp_path, "m.h5")
     capsys.readouterr()
     assert main([a.format(tmp=tmp_path) for a in argv]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    err = messages(capsys.readouterr().err)
     assert len(err) == 1 and expected in err[0], err
 
 
@@ -457,7 +462,7 @@ def test_resume_of_a_0_1_result_asks_for_the_paper_preset(tmp_path, capsys):
             del f.attrs[key]
     capsys.readouterr()
     assert reconstruct(measurement, "--method", "bm", "--iters", "5", "--out", out, "--resume") == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    err = messages(capsys.readouterr().err)
     assert len(err) == 1 and "was run with preset paper; resume with --preset paper" in err[0]
     assert reconstruct(measurement, "--method", "bm", "--preset", "paper", "--iters", "5", "--out", out,
                        "--resume") == 0

@@ -37,8 +37,8 @@ import numpy as np
 
 from .. import __version__
 from ..physics import Acquisition, AcquisitionError
-from .atomic import atomic_path
-from .errors import InputFileError
+from .atomic import atomic_hdf5
+from .errors import HDF5_ERRORS, InputFileError, hdf5_errors, one_line, require_regular_file
 
 FRAME_TYPES = ("intensity", "amplitude")
 
@@ -56,8 +56,9 @@ class Measurement:
 
     Attributes
     ----------
-    frames : (L, M, M) float32
-        As stored (intensities or amplitudes, see ``frame_type``), negatives clipped to zero.
+    frames : (L, M, M) float32 or None
+        As stored (intensities or amplitudes, see ``frame_type``), negatives clipped to zero; None
+        when read without them (``read_measurement(path, load_frames=False)``).
     acquisition : Acquisition
     frame_type : {"intensity", "amplitude"}
     ground_truth : (N, N) complex64 or None
@@ -66,14 +67,17 @@ class Measurement:
         The file it was read from.
     notes : list of str
         What the reader assumed or changed (clipping, automatic upsampling).
+    summary : FrameSummary or None
+        Statistics of the frames as stored (files read by :func:`read_measurement`).
     """
 
-    frames: np.ndarray
+    frames: np.ndarray | None
     acquisition: Acquisition
     frame_type: str = "intensity"
     ground_truth: np.ndarray | None = None
     path: Path | None = None
     notes: list = field(default_factory=list)
+    summary: FrameSummary | None = None
 
     def intensities(self) -> np.ndarray:
         """(L, M, M) float32: the frames as intensities (amplitudes are squared)."""
@@ -83,7 +87,7 @@ class Measurement:
 def file_sha256(path) -> str:
     """Hex SHA-256 of a file's bytes (recorded in results to tie them to their input)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with open(require_regular_file(path), "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
@@ -121,8 +125,6 @@ def write_measurement(path, frames, acquisition: Acquisition, frame_type="intens
     description : str
         Stored as the root attribute ``description``.
     """
-    import h5py
-
     frames = np.asarray(frames, dtype=np.float32)
     L, M = acquisition.n_frames, acquisition.frame_size
     if frames.shape != (L, M, M):
@@ -130,7 +132,7 @@ def write_measurement(path, frames, acquisition: Acquisition, frame_type="intens
     if frame_type not in FRAME_TYPES:
         raise ValueError(f"frame_type must be one of {FRAME_TYPES}, got {frame_type!r}")
     positions, distance = led_positions_for(acquisition)
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+    with atomic_hdf5(path) as f:
         f.create_dataset("ptychogram", data=frames, compression="gzip", compression_opts=4, shuffle=True)
         f["encoder"] = positions
         f["wavelength"] = float(acquisition.wavelength)
@@ -153,32 +155,65 @@ def write_measurement(path, frames, acquisition: Acquisition, frame_type="intens
 
 
 # ---- reading ------------------------------------------------------------------------------------
+#: Frames are checked (and summarized for ``info``) in blocks of at most this many bytes.
+SCAN_BYTES = 64 * 2**20
+#: Without loading them, frames are scanned only up to this size (larger stacks: shape and type only).
+SCAN_LIMIT = 256 * 2**20
+
+
 def open_hdf5(path):
-    """Open an HDF5 file read-only, or raise :class:`InputFileError` saying why it cannot be read."""
+    """Open an HDF5 file read-only, or raise :class:`InputFileError` saying why it cannot be read.
+
+    Only regular files are opened: a FIFO or a device would block (see :func:`require_regular_file`).
+    """
     import h5py
 
-    path = Path(path)
-    if not path.exists():
-        raise InputFileError(path, "no such file")
-    if path.is_dir():
-        raise InputFileError(path, "is a folder, expected an HDF5 file")
+    path = require_regular_file(path)
     try:
         return h5py.File(path, "r")
-    except OSError as error:
-        raise InputFileError(path, f"not a readable HDF5 file (truncated, or another format: {error})") from None
+    except HDF5_ERRORS as error:
+        raise InputFileError(path, f"not a readable HDF5 file (truncated, damaged or another format: "
+                             f"{one_line(error)})") from None
+
+
+def has(f, path, name) -> bool:
+    """Whether the file holds ``name`` (checking a link reads metadata, which may be damaged)."""
+    with hdf5_errors(path, name):
+        return name in f
+
+
+def dataset_names(f, path) -> str:
+    """The root's dataset names, for messages (``"none"`` when empty)."""
+    with hdf5_errors(path):
+        return ", ".join(sorted(f.keys())) or "none"
+
+
+def dataset_layout(f, path, name) -> tuple[tuple, np.dtype]:
+    """Shape and dtype of a dataset, read from its header only (no data)."""
+    with hdf5_errors(path, name):
+        dataset = f[name]
+        if not hasattr(dataset, "shape"):
+            raise InputFileError(path, "cannot be read: a group, expected a dataset", field=name)
+        return tuple(dataset.shape), dataset.dtype
+
+
+def read_dataset(f, path, name) -> np.ndarray:
+    """A whole dataset as an array, unchecked (damage in the file becomes :class:`InputFileError`)."""
+    with hdf5_errors(path, name):
+        dataset = f[name]
+        if not hasattr(dataset, "shape"):
+            raise InputFileError(path, "cannot be read: a group, expected a dataset", field=name)
+        return np.asarray(dataset[()])
 
 
 def read_scalar(f, path, name, required=True, default=None, kind="number"):
     """A finite scalar dataset (or ``default`` when absent and not required)."""
-    if name not in f:
+    if not has(f, path, name):
         if required:
             raise InputFileError(path, f"missing (expected a scalar {kind}); datasets present: "
-                                 f"{', '.join(sorted(f.keys())) or 'none'}", field=name)
+                                 f"{dataset_names(f, path)}", field=name)
         return default
-    try:
-        value = np.asarray(f[name][()])
-    except (AttributeError, KeyError, OSError, TypeError, ValueError) as error:
-        raise InputFileError(path, f"cannot be read ({error})", field=name) from None
+    value = read_dataset(f, path, name)
     if value.size != 1 or not np.issubdtype(value.dtype, np.number) or np.iscomplexobj(value):
         raise InputFileError(path, f"expected a real scalar {kind}, got shape {value.shape} {value.dtype}",
                              field=name)
@@ -188,18 +223,20 @@ def read_scalar(f, path, name, required=True, default=None, kind="number"):
     return value
 
 
-def read_array(f, path, name, ndim, dtype_kind="real"):
-    """A dataset as an array, checked for number of axes, type and finiteness."""
-    try:
-        value = np.asarray(f[name][()])
-    except (AttributeError, KeyError, OSError, TypeError, ValueError) as error:
-        raise InputFileError(path, f"cannot be read ({error})", field=name) from None
+def check_numbers(value, path, name, ndim, dtype_kind="real"):
+    """Check an array's number of axes and type (``real`` or ``complex``)."""
     if value.ndim != ndim:
         raise InputFileError(path, f"expected {ndim} axes, got shape {value.shape}", field=name)
     allowed = np.number if dtype_kind == "complex" else (np.integer, np.floating)
     if not any(np.issubdtype(value.dtype, t) for t in np.atleast_1d(allowed)) or (
             dtype_kind == "real" and np.iscomplexobj(value)):
         raise InputFileError(path, f"expected {dtype_kind} numbers, got dtype {value.dtype}", field=name)
+
+
+def read_array(f, path, name, ndim, dtype_kind="real"):
+    """A dataset as an array, checked for number of axes, type and finiteness."""
+    value = read_dataset(f, path, name)
+    check_numbers(value, path, name, ndim, dtype_kind)
     if not np.all(np.isfinite(value)):
         raise InputFileError(path, f"contains {int(np.size(value) - np.isfinite(value).sum())} NaN/Inf values",
                              field=name)
@@ -207,36 +244,81 @@ def read_array(f, path, name, ndim, dtype_kind="real"):
 
 
 def read_text(f, path, name, default):
-    if name not in f:
+    if not has(f, path, name):
         return default
-    try:
-        value = f[name][()]
-    except (AttributeError, OSError, TypeError, ValueError) as error:
-        raise InputFileError(path, f"cannot be read as a string ({type(error).__name__})", field=name) from None
-    if isinstance(value, bytes):
-        value = value.decode()
+    value = read_dataset(f, path, name)
     if isinstance(value, np.ndarray) and value.size == 1:
         value = value.reshape(()).item()
-        value = value.decode() if isinstance(value, bytes) else value
+    if isinstance(value, bytes):
+        value = value.decode(errors="replace")
     if not isinstance(value, str):
         raise InputFileError(path, f"expected a string, got {value!r}", field=name)
     return value
 
 
-def clip_negative_frames(frames, path):
-    """Reject frames that are negative throughout; clip small negatives (with a warning)."""
-    negative_throughout = np.nonzero(frames.reshape(len(frames), -1).max(axis=1) < 0)[0]
+@dataclass
+class FrameSummary:
+    """Statistics of a frame stack as stored (before clipping), gathered block by block.
+
+    Attributes
+    ----------
+    minimum, maximum : float
+    frame_max, frame_mean : (L,) float64
+        Per frame.
+    n_negative : int
+        Values below zero.
+    """
+
+    minimum: float
+    maximum: float
+    frame_max: np.ndarray
+    frame_mean: np.ndarray
+    n_negative: int
+
+
+def summarize_frames(blocks, path, n_frames) -> FrameSummary:
+    """Check frame blocks (finite, within float32) and summarize them.
+
+    Parameters
+    ----------
+    blocks : iterable of (start, (l, M, M) ndarray)
+    path : Path
+    n_frames : int
+    """
+    frame_max, frame_mean = np.zeros(n_frames), np.zeros(n_frames)
+    minimum, maximum, n_negative, n_bad = np.inf, -np.inf, 0, 0
+    for start, block in blocks:
+        finite = np.isfinite(block)
+        if not finite.all():
+            n_bad += int(block.size - finite.sum())
+            continue
+        flat = block.reshape(len(block), -1)
+        frame_max[start:start + len(block)] = flat.max(axis=1)
+        frame_mean[start:start + len(block)] = flat.mean(axis=1, dtype=np.float64)
+        minimum, maximum = min(minimum, float(flat.min())), max(maximum, float(flat.max()))
+        n_negative += int((block < 0).sum())
+    if n_bad:
+        raise InputFileError(path, f"contains {n_bad} NaN/Inf values", field="ptychogram")
+    if max(abs(minimum), abs(maximum)) > float(np.finfo(np.float32).max):
+        raise InputFileError(path, "values overflow float32 (larger than 3.4e38)", field="ptychogram")
+    return FrameSummary(minimum, maximum, frame_max, frame_mean, n_negative)
+
+
+def frame_notes(summary: FrameSummary, path) -> list:
+    """Reject frames that are negative throughout or all zero; note (and warn) clipped negatives."""
+    negative_throughout = np.nonzero(summary.frame_max < 0)[0]
     if len(negative_throughout):
         listed = ", ".join(str(i) for i in negative_throughout[:5]) + (", ..." if len(negative_throughout) > 5 else "")
         raise InputFileError(path, f"{len(negative_throughout)} frame(s) are negative throughout (frames "
                              f"{listed}): expected intensities or amplitudes >= 0", field="ptychogram")
-    n_negative = int((frames < 0).sum())
-    if n_negative == 0:
-        return frames, []
-    note = (f"clipped {n_negative} negative values (down to {frames.min():.3g}, largest frame value "
-            f"{frames.max():.3g}) to 0")
+    if summary.maximum <= 0:
+        raise InputFileError(path, "all frames are zero: there is no signal to reconstruct", field="ptychogram")
+    if summary.n_negative == 0:
+        return []
+    note = (f"clipped {summary.n_negative} negative values (down to {summary.minimum:.3g}, largest frame value "
+            f"{summary.maximum:.3g}) to 0")
     warnings.warn(f"{path}: ptychogram: {note}", NegativeFramesWarning, stacklevel=3)
-    return np.maximum(frames, 0), [note]
+    return [note]
 
 
 def encoder_positions(f, path, n_frames):
@@ -251,6 +333,11 @@ def encoder_positions(f, path, n_frames):
                          f"shape {encoder.shape} (expected ({n_frames}, 2))", field="encoder")
 
 
+#: The datasets behind the :class:`Acquisition` fields (messages name what the user can look at).
+ACQUISITION_FIELDS = {"camera_pixel": "dxd", "na": "NA", "led_distance": "zled", "led_positions": "encoder",
+                      "pixel_at_sample": "the pixel at the sample (dxd / magnification)"}
+
+
 def smallest_upsample(path, make):
     """The smallest upsampling factor (>= 1) whose windows fit in the spectrum."""
     last = None
@@ -260,35 +347,79 @@ def smallest_upsample(path, make):
         except AcquisitionError as error:
             last = error
             if "windows leave" not in str(error):
-                raise InputFileError(path, str(error)) from None
+                raise InputFileError(path, error.named(ACQUISITION_FIELDS)) from None
     raise InputFileError(path, f"illumination angles too large for upsampling up to {MAX_AUTO_UPSAMPLE}: {last}")
 
 
-def read_measurement(path) -> Measurement:
+def frame_blocks(f, path, shape, itemsize):
+    """``(start, block)`` pairs of the frames, read lazily, at most :data:`SCAN_BYTES` at a time."""
+    L, M, _ = shape
+    step = max(1, SCAN_BYTES // (M * M * itemsize))
+    for start in range(0, L, step):
+        with hdf5_errors(path, "ptychogram"):
+            yield start, f["ptychogram"][start:start + step]
+
+
+def frame_layout(f, path):
+    """The frames' shape and dtype from the dataset's header, checked before any frame is read."""
+    if not has(f, path, "ptychogram"):
+        raise InputFileError(path, "missing: expected the (L, M, M) frames of a PtyLab FPM file; datasets "
+                             f"present: {dataset_names(f, path)}", field="ptychogram")
+    shape, dtype = dataset_layout(f, path, "ptychogram")
+    check_numbers(np.empty((0,) * len(shape), dtype=dtype), path, "ptychogram", 3)
+    L, M, M2 = shape
+    if M != M2 or M < 2 or L < 1:
+        raise InputFileError(path, f"expected (L, M, M) square frames, got shape {shape}", field="ptychogram")
+    return shape, dtype
+
+
+def read_measurement(path, load_frames=True, upsample: int | None = None) -> Measurement:
     """Read and check a measurement file (opened read-only; never modified).
+
+    Parameters
+    ----------
+    path : str or Path
+    load_frames : bool
+        Read the frames into memory (after checking that they fit, from their declared shape).
+        False: check and summarize them block by block (bounded memory, ``info``) when they
+        take at most :data:`SCAN_LIMIT` bytes, else read only their shape and type (``summary``
+        None, with a note); the result's ``frames`` is None.
+    upsample : int, optional
+        The object grid ``N = upsample * M`` to use instead of the file's ``upsample`` (a PtyLab file
+        has none: then the smallest that fits the illumination windows).  A ground truth of another
+        size is then left out, with a note.
 
     Raises
     ------
     InputFileError
         With the file, the dataset and the problem: missing or misnamed datasets, wrong shapes or
-        types, NaN/Inf, frames negative throughout, frames vs LEDs mismatch, non-physical optics.
+        types, NaN/Inf, frames negative throughout, frames vs LEDs mismatch, non-physical optics,
+        damaged HDF5 metadata.
+    NotEnoughMemoryError
+        The frames would not fit in the available memory.
     """
+    from ..resources import frames_bytes, require_memory
+
     path = Path(path)
     with open_hdf5(path) as f:
-        if "ptychogram" not in f:
-            raise InputFileError(path, "missing: expected the (L, M, M) frames of a PtyLab FPM file; datasets "
-                                 f"present: {', '.join(sorted(f.keys())) or 'none'}", field="ptychogram")
-        frames = read_array(f, path, "ptychogram", 3)
-        L, M, M2 = frames.shape
-        if M != M2 or M < 2 or L < 1:
-            raise InputFileError(path, f"expected (L, M, M) square frames, got shape {frames.shape}",
-                                 field="ptychogram")
-        if np.abs(frames).max() > np.finfo(np.float32).max:
-            raise InputFileError(path, "values overflow float32 (larger than 3.4e38)", field="ptychogram")
-        frames = frames.astype(np.float32)
-        frames, notes = clip_negative_frames(frames, path)
-        if not np.any(frames > 0):
-            raise InputFileError(path, "all frames are zero: there is no signal to reconstruct", field="ptychogram")
+        shape, dtype = frame_layout(f, path)
+        L, M, _ = shape
+        if load_frames:
+            require_memory(frames_bytes(shape, dtype.itemsize),
+                           f"{path}: ptychogram: reading {L} frames of {M} x {M}")
+            frames = read_dataset(f, path, "ptychogram")
+            summary = summarize_frames([(0, frames)], path, L)
+        elif L * M * M * dtype.itemsize <= SCAN_LIMIT:
+            frames = None
+            summary = summarize_frames(frame_blocks(f, path, shape, dtype.itemsize), path, L)
+        else:
+            frames = summary = None
+        notes = frame_notes(summary, path) if summary is not None else [
+            f"frames not scanned ({L * M * M * dtype.itemsize / 2**30:.3g} GiB as stored): values unchecked"]
+        if frames is not None:
+            frames = frames.astype(np.float32, copy=False)
+            if summary.n_negative:
+                np.maximum(frames, 0, out=frames)
         optics = {}
         for name, key in (("wavelength", "wavelength"), ("camera_pixel", "dxd"),
                           ("magnification", "magnification"), ("na", "NA")):
@@ -303,21 +434,21 @@ def read_measurement(path) -> Measurement:
             raise InputFileError(path, f"orientation {orientation:g} is not supported: store the frames "
                                  "flipped/transposed into orientation 0", field="orientation")
         geometry = {}
-        if "direction_sines" in f:
+        if has(f, path, "direction_sines"):
             sines = read_array(f, path, "direction_sines", 2)
             if sines.shape != (L, 2):
                 raise InputFileError(path, f"inconsistent geometry: {L} frames but direction_sines has shape "
                                      f"{sines.shape} (expected ({L}, 2))", field="direction_sines")
             geometry["direction_sines"] = sines
         else:
-            if "encoder" not in f:
+            if not has(f, path, "encoder"):
                 raise InputFileError(path, "missing: expected LED positions (L, 2) in metres (or the "
                                      "optional direction_sines)", field="encoder")
             geometry["led_positions"] = encoder_positions(f, path, L)
             geometry["led_distance"] = read_scalar(f, path, "zled")
             if geometry["led_distance"] <= 0:
                 raise InputFileError(path, f"must be positive, got {geometry['led_distance']}", field="zled")
-        if "pupil" in f:
+        if has(f, path, "pupil"):
             pupil = read_array(f, path, "pupil", 2, dtype_kind="complex")
             if pupil.shape != (M, M):
                 raise InputFileError(path, f"expected shape ({M}, {M}) like the frames, got {pupil.shape}",
@@ -327,32 +458,43 @@ def read_measurement(path) -> Measurement:
         frame_type = read_text(f, path, "frame_type", "intensity")
         if frame_type not in FRAME_TYPES:
             raise InputFileError(path, f"expected one of {FRAME_TYPES}, got {frame_type!r}", field="frame_type")
-        upsample = read_scalar(f, path, "upsample", required=False)
+        stored = read_scalar(f, path, "upsample", required=False)
 
         def make(factor):
             return Acquisition(frame_size=M, upsample=factor, **optics, **geometry)
 
-        if upsample is None:
+        if upsample is not None:
+            try:
+                acquisition = make(upsample)
+            except AcquisitionError as error:
+                raise InputFileError(path, f"with upsample {upsample}: {error.named(ACQUISITION_FIELDS)}") from None
+            if stored is not None and stored != upsample:
+                notes.append(f"upsample {upsample} used instead of the file's {stored:g}")
+        elif stored is None:
             acquisition = smallest_upsample(path, make)
             notes.append(f"upsample not given: using {acquisition.upsample}, the smallest that fits "
                          "the illumination windows")
         else:
-            if upsample != int(upsample) or upsample < 1:
-                raise InputFileError(path, f"expected a positive integer, got {upsample}", field="upsample")
+            if stored != int(stored) or stored < 1:
+                raise InputFileError(path, f"expected a positive integer, got {stored}", field="upsample")
             try:
-                acquisition = make(int(upsample))
+                acquisition = make(int(stored))
             except AcquisitionError as error:
-                raise InputFileError(path, str(error)) from None
+                raise InputFileError(path, error.named(ACQUISITION_FIELDS)) from None
         truth = None
-        if "ground_truth" in f:
-            truth = read_array(f, path, "ground_truth", 2, dtype_kind="complex")
+        if has(f, path, "ground_truth"):
             N = acquisition.grid_size
-            if truth.shape != (N, N):
-                raise InputFileError(path, f"expected shape ({N}, {N}) (upsample x frame size), got {truth.shape}",
+            truth_shape, _ = dataset_layout(f, path, "ground_truth")
+            if truth_shape != (N, N) and upsample is not None:
+                notes.append(f"ground_truth {truth_shape} left out: the object grid is {N}x{N} with upsample "
+                             f"{upsample}")
+            elif truth_shape != (N, N):
+                raise InputFileError(path, f"expected shape ({N}, {N}) (upsample x frame size), got {truth_shape}",
                                      field="ground_truth")
-            truth = truth.astype(np.complex64)
+            else:
+                truth = read_array(f, path, "ground_truth", 2, dtype_kind="complex").astype(np.complex64)
     return Measurement(frames=frames, acquisition=acquisition, frame_type=frame_type, ground_truth=truth,
-                       path=path, notes=notes)
+                       path=path, notes=notes, summary=summary)
 
 
 def acquisition_key(acquisition: Acquisition) -> str:

@@ -15,8 +15,9 @@ Attributes: ``method`` (``solver`` in files before 0.2), ``preset`` and every so
 ``loss``, ``precondition``, ``momentum``, ``init``, ``step``, UDU's ``step_d`` and ``radius``, ...),
 ``iterations``, ``seed``,
 ``app_version``, ``input_file``, ``input_sha256``, ``scale`` (``X = U diag(scale d) U^*``),
-``seconds``, ``device``, ``precision``, ``interrupted``, ``problem`` (``fp``, ``completion`` or
-``sensing``), ``pixel_size`` (object pixel in metres, FP only) and ``options`` (JSON of the solver
+``seconds``, ``device``, ``precision``, ``interrupted``, ``relative_residual`` (of the rank-r ``X``),
+``relative_residual_rank1`` (of the shown object's ``lambda_1 v v^*``, FP results), ``problem`` (``fp``,
+``completion`` or ``sensing``), ``pixel_size`` (object pixel in metres, FP only) and ``options`` (JSON of the solver
 options).
 """
 
@@ -29,11 +30,12 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from .atomic import atomic_path
-from .errors import InputFileError
-from .measurement import open_hdf5, read_array
+from .atomic import atomic_hdf5
+from .errors import InputFileError, hdf5_errors
+from .measurement import dataset_layout, has, open_hdf5, read_array
 
 REQUIRED = ("eigenvalues", "loss", "factors/U", "factors/d")
+OPTIONAL = ("object", "spectrum", "reference", "reference_matrix")
 
 
 @dataclass
@@ -84,10 +86,8 @@ def result_path(out_dir, input_path, method) -> Path:
 
 
 def write_result(path, result: Result):
-    """Write a result file atomically (temporary name in the same folder, then rename)."""
-    import h5py
-
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+    """Write a result file atomically (built in memory, written under a temporary name, then renamed)."""
+    with atomic_hdf5(path) as f:
         for name in ("object", "spectrum", "reference"):
             value = getattr(result, name)
             if value is not None:
@@ -105,32 +105,77 @@ def write_result(path, result: Result):
             f.attrs[key] = json.dumps(value) if isinstance(value, (dict, list, tuple)) else value
 
 
+def read_attributes(f, path) -> dict:
+    """The file's root attributes as Python values (bytes decoded, NumPy scalars unwrapped)."""
+    attrs = {}
+    with hdf5_errors(path, "attributes"):
+        for key, value in f.attrs.items():
+            value = value.decode(errors="replace") if isinstance(value, bytes) else value
+            attrs[key] = value.item() if isinstance(value, np.generic) else value
+    return attrs
+
+
+def check_memory(f, path, names):
+    """Refuse a file whose datasets, by their declared shapes, would not fit in memory."""
+    from ..resources import require_memory
+
+    total = 0
+    for name in names:
+        shape, dtype = dataset_layout(f, path, name)
+        total += int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+    require_memory(2 * total, f"{path}: reading the result")
+
+
+def check_shapes(path, eigenvalues, loss, U, d, optional):
+    """Check the datasets of a result against each other (a damaged or hand-edited file fails here)."""
+    n, r = U.shape
+    if n < 1 or r < 1:
+        raise InputFileError(path, f"expected an (n, r) factor with n, r >= 1, got shape {U.shape}", field="factors/U")
+    if eigenvalues.shape != (min(n, r),):
+        raise InputFileError(path, f"expected {min(n, r)} values (min(n, r) of factors/U's shape {U.shape}), "
+                             f"got shape {eigenvalues.shape}", field="eigenvalues")
+    if len(loss) < 1:
+        raise InputFileError(path, "is empty: expected the loss of X_0 ... X_T (at least one value)", field="loss")
+    if d.shape != (r,):
+        raise InputFileError(path, f"factors/U has {r} columns but factors/d has shape {d.shape}", field="factors/d")
+    for name in ("object", "spectrum", "reference"):
+        image = optional[name]
+        if image is not None and (image.shape[0] != image.shape[1] or image.size != n):
+            side = int(round(np.sqrt(n)))
+            raise InputFileError(path, f"expected a square image of n = {n} pixels ({side} x {side}, like "
+                                 f"factors/U), got shape {image.shape}", field=name)
+    matrix = optional["reference_matrix"]
+    if matrix is not None and matrix.shape != (n, n):
+        raise InputFileError(path, f"expected shape ({n}, {n}) like factors/U, got {matrix.shape}",
+                             field="reference_matrix")
+
+
 def read_result(path) -> Result:
     """Read and check a result file (read-only).
 
     Raises
     ------
     InputFileError
-        For a missing, unreadable or incomplete file.
+        For a missing, unreadable, damaged or incomplete file: a missing dataset, an empty
+        ``eigenvalues`` or ``loss``, shapes that disagree with ``factors/U``.
+    NotEnoughMemoryError
+        Its datasets, by their declared shapes, would not fit in the available memory.
     """
     path = Path(path)
     with open_hdf5(path) as f:
         for name in REQUIRED:
-            if name not in f:
-                kind = "a measurement file" if "ptychogram" in f else "not a ptycho-app result"
+            if not has(f, path, name):
+                kind = "a measurement file" if has(f, path, "ptychogram") else "not a ptycho-app result"
                 raise InputFileError(path, f"missing ({kind}: expected {', '.join(REQUIRED)})", field=name)
+        present = [name for name in OPTIONAL if has(f, path, name)]
+        check_memory(f, path, [*REQUIRED, *present])
         eigenvalues = read_array(f, path, "eigenvalues", 1)
         loss = read_array(f, path, "loss", 1)
         U = read_array(f, path, "factors/U", 2, dtype_kind="complex")
         d = read_array(f, path, "factors/d", 1)
-        if d.shape[0] != U.shape[1]:
-            raise InputFileError(path, f"factors/U has {U.shape[1]} columns but factors/d has {d.shape[0]} "
-                                 "entries", field="factors/d")
-        attrs = {}
-        for key, value in f.attrs.items():
-            value = value.decode() if isinstance(value, bytes) else value
-            attrs[key] = value.item() if isinstance(value, np.generic) else value
-        optional = {name: (read_array(f, path, name, 2, dtype_kind="complex") if name in f else None)
-                    for name in ("object", "spectrum", "reference", "reference_matrix")}
+        attrs = read_attributes(f, path)
+        optional = {name: (read_array(f, path, name, 2, dtype_kind="complex") if name in present else None)
+                    for name in OPTIONAL}
+    check_shapes(path, eigenvalues, loss, U, d, optional)
     return Result(eigenvalues=eigenvalues.astype(np.float64), loss=loss.astype(np.float64), U=U,
                   d=d.astype(np.float64), attrs=attrs, path=path, **optional)

@@ -23,9 +23,95 @@ import numpy as np
 
 from ..validation import is_finite_real, is_whole
 
+#: Physical ranges (SI units) every acquisition is checked against, so absurd optics (a unit
+#: mistake, a corrupt file) fail early with the field named instead of giving garbage.
+WAVELENGTH_RANGE = (10e-9, 10e-6)
+#: The low-resolution pixel at the sample, ``camera_pixel / magnification``.
+PIXEL_AT_SAMPLE_RANGE = (1e-9, 1e-3)
+#: Largest ``|defocus|``, metres.
+MAX_DEFOCUS = 1e-2
+
+#: How each checked quantity is named when no other names are given.
+DEFAULT_NAMES = {"pixel_at_sample": "pixel at the sample (camera_pixel / magnification)"}
+
 
 class AcquisitionError(ValueError):
-    """Raised when an acquisition is non-physical or inconsistent."""
+    """Raised when an acquisition is non-physical or inconsistent.
+
+    Parameters
+    ----------
+    problem : str
+        What is wrong (after the field's name).
+    field : str, optional
+        The quantity at fault (an :class:`Acquisition` field, ``pixel_at_sample``, ``led_pitch``).
+    names : dict, optional
+        ``field -> name`` to show (CLI flags, dataset names); see :meth:`named`.
+    """
+
+    def __init__(self, problem, field=None, names=None):
+        self.problem, self.field = problem, field
+        super().__init__(self.named(names or {}))
+
+    def named(self, names: dict) -> str:
+        """The message with the field called ``names[field]`` (e.g. ``--camera-pixel``)."""
+        if self.field is None:
+            return self.problem
+        return f"{names.get(self.field) or DEFAULT_NAMES.get(self.field, self.field)} {self.problem}"
+
+
+def _metres(value: float) -> str:
+    """``1e-09`` -> ``1 nm``: a length for messages."""
+    for unit, size in (("m", 1.0), ("mm", 1e-3), ("um", 1e-6), ("nm", 1e-9)):
+        if abs(value) >= size:
+            return f"{value / size:g} {unit}"
+    return f"{value:g} m"
+
+
+def check_optics(names=None, **values):
+    """Check the physical range of each quantity given (None values are skipped).
+
+    Parameters
+    ----------
+    names : dict, optional
+        ``field -> name`` in messages (for example the CLI flags the values came from).
+    **values
+        Any of ``wavelength``, ``na``, ``magnification``, ``camera_pixel``, ``pixel_at_sample``,
+        ``defocus``, ``led_distance``, ``led_pitch`` (metres; ``pixel_at_sample`` is computed from
+        ``camera_pixel / magnification`` when both are given).
+
+    Raises
+    ------
+    AcquisitionError
+        Naming the first quantity out of range, and the range.
+    """
+    names = names or {}
+    given = {k: v for k, v in values.items() if v is not None}
+
+    def fail(field, problem):
+        raise AcquisitionError(problem, field, names)
+
+    for name in ("wavelength", "magnification", "camera_pixel", "pixel_at_sample", "led_distance", "led_pitch"):
+        if name in given and not (is_finite_real(given[name]) and given[name] > 0):
+            fail(name, f"must be a positive number, got {given[name]!r}")
+    if "na" in given and not (is_finite_real(given["na"]) and 0 < given["na"] < 1):
+        fail("na", f"must lie in (0, 1), got {given['na']!r}")
+    if "defocus" in given:
+        if not is_finite_real(given["defocus"]):
+            fail("defocus", f"must be finite, got {given['defocus']!r}")
+        if abs(given["defocus"]) > MAX_DEFOCUS:
+            fail("defocus", f"must be at most {_metres(MAX_DEFOCUS)} in magnitude (metres), got {given['defocus']:g} m")
+    if "wavelength" in given:
+        low, high = WAVELENGTH_RANGE
+        if not low <= given["wavelength"] <= high:
+            fail("wavelength", f"must be between {_metres(low)} and {_metres(high)} (in metres: 532 nm is "
+                 f"5.32e-07), got {given['wavelength']:g}")
+    if "camera_pixel" in given and "magnification" in given and "pixel_at_sample" not in given:
+        given["pixel_at_sample"] = given["camera_pixel"] / given["magnification"]
+    if "pixel_at_sample" in given:
+        low, high = PIXEL_AT_SAMPLE_RANGE
+        if not low <= given["pixel_at_sample"] <= high:
+            fail("pixel_at_sample", f"must be between {_metres(low)} and {_metres(high)}, got "
+                 f"{given['pixel_at_sample']:g} m")
 
 
 @dataclass(frozen=True)
@@ -75,30 +161,20 @@ class Acquisition:
     defocus: float = 0.0
 
     def __post_init__(self):
-        def positive(name):
-            value = getattr(self, name)
-            if not is_finite_real(value) or value <= 0:
-                raise AcquisitionError(f"{name} must be a positive number, got {value!r}")
-
-        for name in ("wavelength", "magnification", "camera_pixel"):
-            positive(name)
-        if not (is_finite_real(self.na) and 0 < self.na < 1):
-            raise AcquisitionError(f"na must lie in (0, 1), got {self.na!r}")
+        check_optics(wavelength=self.wavelength, na=self.na, magnification=self.magnification,
+                     camera_pixel=self.camera_pixel, defocus=self.defocus)
         for name, low in (("frame_size", 2), ("upsample", 1)):
             value = getattr(self, name)
             if not is_whole(value) or value < low:
-                raise AcquisitionError(f"{name} must be an integer >= {low}, got {value!r}")
+                raise AcquisitionError(f"must be an integer >= {low}, got {value!r}", name)
             object.__setattr__(self, name, int(value))
-        if not is_finite_real(self.defocus):
-            raise AcquisitionError(f"defocus must be finite, got {self.defocus!r}")
         sines = self._resolve_sines()
         object.__setattr__(self, "direction_sines", sines)
         if self.pupil is not None:
             pupil = np.asarray(self.pupil, dtype=np.complex128)
             if pupil.shape != (self.frame_size, self.frame_size):
-                raise AcquisitionError(
-                    f"pupil must have shape ({self.frame_size}, {self.frame_size}), got {pupil.shape}"
-                )
+                raise AcquisitionError(f"must have shape ({self.frame_size}, {self.frame_size}), got {pupil.shape}",
+                                       "pupil")
             object.__setattr__(self, "pupil", pupil)
         self._check_windows_fit()
 
@@ -106,23 +182,27 @@ class Acquisition:
         if self.direction_sines is not None:
             sines = np.asarray(self.direction_sines, dtype=np.float64)
             if sines.ndim != 2 or sines.shape[1] != 2 or len(sines) == 0:
-                raise AcquisitionError(f"direction_sines must have shape (L, 2), got {sines.shape}")
+                raise AcquisitionError(f"must have shape (L, 2), got {sines.shape}", "direction_sines")
             if not np.all(np.isfinite(sines)) or np.any(np.hypot(sines[:, 0], sines[:, 1]) >= 1):
-                raise AcquisitionError("direction_sines must be finite with s_y^2 + s_x^2 < 1")
+                raise AcquisitionError("must be finite with s_y^2 + s_x^2 < 1", "direction_sines")
             return sines
         if self.led_positions is None or self.led_distance is None:
             raise AcquisitionError("give either direction_sines, or led_positions and led_distance")
         positions = np.asarray(self.led_positions, dtype=np.float64)
         if positions.ndim != 2 or positions.shape[1] != 2 or len(positions) == 0:
-            raise AcquisitionError(f"led_positions must have shape (L, 2), got {positions.shape}")
+            raise AcquisitionError(f"must have shape (L, 2), got {positions.shape}", "led_positions")
         if not np.all(np.isfinite(positions)):
-            raise AcquisitionError("led_positions must be finite")
-        if not (is_finite_real(self.led_distance) and self.led_distance > 0):
-            raise AcquisitionError(f"led_distance must be positive, got {self.led_distance!r}")
+            raise AcquisitionError("must be finite", "led_positions")
+        check_optics(led_distance=self.led_distance)
         return direction_sines_from_leds(positions, self.led_distance)
 
     def _check_windows_fit(self):
         M, N = self.frame_size, self.grid_size
+        with np.errstate(over="ignore", invalid="ignore"):
+            shifts = self.direction_sines / (self.wavelength * self.frequency_step)
+        if not np.all(np.isfinite(shifts)):
+            raise AcquisitionError("the illumination windows' shifts are not finite: check the optics and the "
+                                   "illumination geometry")
         top_left = self.window_centers - M // 2
         if np.any(top_left < 0) or np.any(top_left + M > N):
             worst = float(np.abs(self.window_centers - N // 2).max())

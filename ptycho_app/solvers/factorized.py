@@ -47,9 +47,16 @@ STALL_DECREASE = 1e-3
 MIN_STEP_FACTOR = 2.0**-10
 
 
+#: A relative residual ``||A(X) - b|| / ||b||`` above this is divergence (it is 1 at X = 0).
+DIVERGED_RESIDUAL = 1e3
+#: A random start ``xi`` above this (normalized units: the solution's trace is about 1) is the likely
+#: cause of a divergence.
+LARGE_XI = 1.0
+
+
 class SolverDivergedError(RuntimeError):
-    """The loss became non-finite; ``state`` holds the last finite state yielded (None if the
-    loss was non-finite before the first yield)."""
+    """The loss became non-finite, the residual exploded, or ``X`` collapsed to zero; ``state``
+    holds the last good state yielded (None if it failed before the first yield)."""
 
     def __init__(self, message, state):
         super().__init__(message)
@@ -121,6 +128,34 @@ def check_options(operator: LiftedOperator, options: SolverOptions):
         if options.init == "frame":
             raise ValueError(f"the 'frame' start needs an FP operator; {type(operator).__name__} has no frames "
                              "(use init 'random' or 'spectral')")
+
+
+def solver_failure(U, d, loss, relative, options: SolverOptions, method_names) -> tuple[str, str] | None:
+    """What went wrong at a yield, as ``(what, advice)``, or None when every problem is sound.
+
+    A problem fails when its loss or factors are not finite, its relative residual exceeds
+    :data:`DIVERGED_RESIDUAL`, or ``X = U diag(d) U^*`` is exactly zero (a step so large that the
+    projection clips every ``d`` to 0, or ``U`` to 0).  The advice names the likely cause: a large
+    ``xi``, else the steps.
+    """
+    diverged = ~(torch.isfinite(loss) & torch.isfinite(U).flatten(1).all(dim=1)) | ~(relative <= DIVERGED_RESIDUAL)
+    collapsed = ~diverged & ((d.clamp_min(0) * U.abs().square().sum(dim=1)).sum(dim=1) == 0)
+    if not bool((diverged | collapsed).any()):
+        return None
+    bad = diverged if bool(diverged.any()) else collapsed
+    problems = torch.nonzero(bad).flatten().tolist()
+    what = (f"problem(s) {problems} diverged (loss or residual non-finite or above {DIVERGED_RESIDUAL:g} "
+            "times ||b||)" if bad is diverged else f"X of problem(s) {problems} collapsed to zero (all eigenvalues 0)")
+    steps = options.steps(len(method_names))
+    udu = [k for k in problems if method_names[k] == "udu"]
+    xi_used = options.init == "random" or options.rank > 1  # guided starts: xi sizes the extra columns
+    if bad is diverged and xi_used and options.xi > LARGE_XI:
+        return what, f"lower xi (--xi, now {options.xi:g}; the solution's trace is about 1 in these units)"
+    advice = f"lower the step (--step, now {steps[problems[0]]:g})"
+    if udu and options.step_d is not None:
+        advice = (f"lower the D step (--step-d, now {options.step_d:g}) or the U step (--step, now "
+                  f"{steps[udu[0]]:g})")
+    return what, advice
 
 
 def iterate(operator: LiftedOperator, b: torch.Tensor, options: SolverOptions, init=None):
@@ -247,13 +282,11 @@ def iterate(operator: LiftedOperator, b: torch.Tensor, options: SolverOptions, i
             if watching_plateau and bool(off_plateau.all()):
                 watching_plateau = False
         if yielding:
-            bad = ~(torch.isfinite(losses[k]) & torch.isfinite(U).flatten(1).all(dim=1))
-            if bool(bad.any()):
+            failure = solver_failure(U, d, losses[k], relative, options, method_names)
+            if failure is not None:
                 since = last_good.iteration if last_good is not None else 0
-                raise SolverDivergedError(
-                    f"loss of problem(s) {torch.nonzero(bad).flatten().tolist()} became non-finite "
-                    f"between iterations {since} and {k}: lower the step (now {options.steps(batch)[0]})",
-                    last_good)
+                raise SolverDivergedError(f"{failure[0]} between iterations {since} and {k}: {failure[1]}",
+                                          last_good)
             if options.rel_tol > 0 and k > 0:
                 start = max(k - every, 0)
                 mean_change = (losses[start] - losses[k]).abs() / (losses[start].abs().clamp_min(1e-300) * (k - start))

@@ -41,6 +41,9 @@ DEFAULT_STEP = {
 #: near 3e-4 instead of 1e-7 on FP-256; docs/solvers.md).
 DEFAULT_STEP_D = {"intensity": 0.3, "amplitude": 0.02, "poisson": 0.02}
 
+#: Largest seed: torch's generators take seeds below 2^64, and problem ``k`` of a batch uses ``seed + k``.
+MAX_SEED = 2**63 - 1
+
 
 def _option(default, help, choices=None):
     """A dataclass field with its help text (and choices) for every front end."""
@@ -135,6 +138,9 @@ class SolverOptions:
             self.seed = tuple(int(s) for s in self.seed)
         else:
             raise ValueError(f"solver option seed must be an integer or a list of integers, got {self.seed!r}")
+        for seed in (self.seed,) if isinstance(self.seed, int) else self.seed:
+            if not 0 <= seed <= MAX_SEED:
+                raise ValueError(f"solver option seed must be an integer in 0..{MAX_SEED} (2^63 - 1), got {seed}")
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "SolverOptions":

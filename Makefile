@@ -10,7 +10,10 @@ setup:
 demo: setup
 	$(VENV)/bin/ptycho-app demo --out demo-output
 
+# scripts/gui-deps.sh installs Xvfb and Qt's xcb libraries when it can (root with apt-get); otherwise the
+# napari tests are skipped with the reason.
 test: setup
+	bash scripts/gui-deps.sh
 	$(PY) -m pytest
 
 napari: setup

@@ -1,10 +1,67 @@
 """Shared fixtures: small acquisitions and problems built from closed-form pieces."""
 
+import os
+import shutil
+import subprocess
+import sys
+from functools import cache
+
 import numpy as np
 import pytest
 import torch
 
 from ptycho_app.simulation import default_acquisition, reference_object
+
+#: Fixtures that create a QApplication (pytest-qt, napari): tests using them need a display.
+QT_FIXTURES = frozenset({"qapp", "qtbot", "make_napari_viewer", "make_napari_viewer_proxy"})
+#: Creates a QApplication in a child process: Qt aborts (SIGABRT) the whole process when it cannot.
+QT_PROBE = "from qtpy.QtWidgets import QApplication; QApplication([])"
+NO_DISPLAY = ("no X server and no Xvfb: install xvfb and Qt's xcb libraries (as root: bash scripts/gui-deps.sh) "
+              "to run the napari tests")
+
+
+def display_skip_reason(environ=os.environ, which=shutil.which):
+    """Why Qt cannot open a window here, from the environment alone (None: it may).
+
+    pytest-xvfb starts Xvfb and sets ``DISPLAY`` before collection when Xvfb is installed; without
+    Xvfb it silently runs without a display, and Qt then aborts the whole pytest process.
+    """
+    if environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY") or environ.get("QT_QPA_PLATFORM"):
+        return None
+    if which("Xvfb", path=environ.get("PATH")) is None:
+        return NO_DISPLAY
+    return "no X server: Xvfb is installed but was not started (pytest-xvfb disabled: -p no:xvfb or --no-xvfb)"
+
+
+def qt_probe_error(environ=os.environ, timeout=60):
+    """The last line Qt printed when a QApplication could not start in a child process (None: it started)."""
+    try:
+        probe = subprocess.run([sys.executable, "-c", QT_PROBE], env=dict(environ), capture_output=True,
+                               text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return f"a QApplication did not start within {timeout} s"
+    if probe.returncode == 0:
+        return None
+    lines = [line for line in probe.stderr.splitlines() if line.strip()]
+    return lines[-1] if lines else f"exit status {probe.returncode}"
+
+
+@cache
+def gui_skip_reason():
+    """Why the Qt (napari) tests are skipped here, or None when a QApplication can start."""
+    reason = display_skip_reason()
+    if reason is None and (error := qt_probe_error()) is not None:
+        reason = (f"Qt cannot start ({error}): install Qt's xcb libraries (as root: bash scripts/gui-deps.sh) "
+                  "to run the napari tests")
+    return reason
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip tests that need a QApplication where none can start, instead of letting Qt abort the run."""
+    gui_items = [item for item in items if QT_FIXTURES.intersection(getattr(item, "fixturenames", ()))]
+    if gui_items and (reason := gui_skip_reason()) is not None:
+        for item in gui_items:
+            item.add_marker(pytest.mark.skip(reason=reason))
 
 
 @pytest.fixture(scope="session")

@@ -153,3 +153,108 @@ def test_closing_the_widget_stops_its_run(make_napari_viewer, qtbot):
     widget.close()
     wait_for_worker(qtbot, widget, timeout=30_000)
     assert widget.last_update.iteration < 1_000_000
+
+
+def test_tiles_are_labelled_with_a_scale_bar_and_the_slider_follows_the_frames(make_napari_viewer, qtbot):
+    from matplotlib.ticker import MaxNLocator
+    from napari._qt.widgets.qt_dims import QtDims
+
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1400, 900)
+    viewer.open_sample("ptycho-app", "fp_simulation")
+    _, widget = viewer.window.add_plugin_dock_widget("ptycho-app", "FP reconstruction")
+    sliders = viewer.window._qt_window.findChild(QtDims)
+    assert sliders.isVisible()  # the frames are shown: their slider too
+    widget.form.max_iters.value, widget.form.update_every.value, widget.form.device.value = 40, 20, "cpu"
+    widget.run()
+    wait_for_worker(qtbot, widget)
+    labels = viewer.layers["simulated tile labels"]
+    assert list(labels.text.values) == ["BM amplitude", "BM phase", "UDU amplitude", "UDU phase"]
+    for text, (y, x) in zip(labels.text.values, labels.data, strict=True):
+        tile = viewer.layers[f"simulated {text}"]
+        (top, left), (bottom, right) = tile.extent.world
+        assert y < top and left < x < right  # above its tile, centred
+    units = [str(unit) for unit in viewer.layers["simulated BM phase"].units]
+    assert viewer.canvas.overlays.scale_bar.visible and units == ["micrometer", "micrometer"]
+    assert not sliders.isVisible()  # the frames were hidden by the run: no slider for them
+    viewer.layers["simulated frames"].visible = True
+    assert sliders.isVisible()
+    viewer.layers["simulated frames"].visible = False
+    assert not sliders.isVisible()
+    # the plots: labelled axes, the eigenvalue index on integer ticks
+    assert widget.spectrum_axes.get_xlabel() == "eigenvalue index k" and widget.loss_axes.get_xlabel() == "iteration"
+    assert isinstance(widget.spectrum_axes.xaxis.get_major_locator(), MaxNLocator)
+    widget.canvas.draw()
+    ticks = widget.spectrum_axes.get_xticks()
+    assert len(ticks) > 1 and np.all(ticks == np.round(ticks))
+    image = viewer.screenshot(canvas_only=False, flash=False)
+    ARTIFACTS.mkdir(exist_ok=True)
+    from skimage.io import imsave
+
+    imsave(ARTIFACTS / "napari-tiles.png", image, check_contrast=False)
+    # a second run (BM only) labels only its tiles
+    widget.form.method.value = "bm"
+    widget.run()
+    wait_for_worker(qtbot, widget)
+    assert list(viewer.layers["simulated tile labels"].text.values) == ["BM amplitude", "BM phase"]
+
+
+def test_a_long_error_wraps_in_the_dock_and_goes_whole_to_a_notification(make_napari_viewer, tmp_path,
+                                                                          monkeypatch):
+    import napari.utils.notifications
+
+    shown = []
+    monkeypatch.setattr(napari.utils.notifications, "show_error", shown.append)
+    viewer = make_napari_viewer(show=True)
+    dock, widget = viewer.window.add_plugin_dock_widget("ptycho-app", "FP reconstruction")
+    width = dock.minimumSizeHint().width()
+    folder = tmp_path.joinpath(*[f"a_long_folder_name_of_many_characters_{k}" for k in range(8)])
+    folder.mkdir(parents=True)
+    bad = folder / "bad.h5"
+    bad.write_text("not HDF5")
+    widget.form.file.value = bad
+    widget.run()
+    assert widget.worker is None and widget.status.value.startswith("error:") and str(bad) in widget.status.value
+    assert len(widget.status.value) > 400 and dock.minimumSizeHint().width() == width  # the dock did not widen
+    assert widget.status.native.wordWrap() and widget.status.native.toolTip() == widget.status.value
+    assert len(shown) == 1 and str(bad) in shown[0]
+
+
+def test_run_turns_any_failure_to_read_the_file_into_a_notification(make_napari_viewer, tmp_path, monkeypatch):
+    import napari.utils.notifications
+
+    import ptycho_app.io.measurement
+
+    shown = []
+    monkeypatch.setattr(napari.utils.notifications, "show_error", shown.append)
+
+    def damaged(path, *args, **kwargs):
+        raise KeyError("Unable to synchronously open object (bad symbol table)")
+
+    monkeypatch.setattr(ptycho_app.io.measurement, "read_measurement", damaged)
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("ptycho-app", "FP reconstruction")
+    (tmp_path / "damaged.h5").write_bytes(b"")
+    widget.form.file.value = tmp_path / "damaged.h5"
+    widget.run()
+    assert widget.worker is None and widget.run_button.enabled
+    assert len(shown) == 1 and "bad symbol table" in shown[0] and widget.status.value.startswith("error:")
+
+
+def test_the_reader_turns_bad_files_into_notifications(make_napari_viewer, tmp_path, monkeypatch):
+    import h5py
+    import napari.utils.notifications
+
+    shown = []
+    monkeypatch.setattr(napari.utils.notifications, "show_error", shown.append)
+    viewer = make_napari_viewer()
+    not_hdf5 = tmp_path / "text.h5"
+    not_hdf5.write_text("not HDF5")
+    incomplete = tmp_path / "incomplete.h5"
+    with h5py.File(incomplete, "w") as f:
+        f["ptychogram"] = np.ones((4, 8, 8), dtype=np.float32)  # no optics
+    for path in (not_hdf5, incomplete):
+        assert viewer.open(str(path), plugin="ptycho-app") == []
+    assert len(viewer.layers) == 0 and len(shown) == 2
+    assert all(line.startswith("ptycho-app: cannot open ") and "\n" not in line for line in shown)
+    assert "text.h5" in shown[0] and "incomplete.h5" in shown[1] and "wavelength" in shown[1]

@@ -6,22 +6,25 @@ from pathlib import Path
 
 import numpy as np
 
-from . import LAYER_KEY
+from . import LAYER_KEY, UNITS
 
 
 def get_reader(path):
-    """Return :func:`read_ptycho` for ptycho-app / PtyLab HDF5 files, else None (napari tries others)."""
+    """Return :func:`read_ptycho` for ptycho-app / PtyLab HDF5 files, else None (napari tries others).
+
+    A ``.h5`` file that cannot be read (damaged, a FIFO...) gets :func:`read_ptycho` too, so that
+    the user sees why in its one-line error instead of napari's "no reader".
+    """
     if isinstance(path, list) or not str(path).lower().endswith((".h5", ".hdf5")):
         return None
-    import h5py
+    from ptycho_app.io.errors import InputFileError
+    from ptycho_app.io.measurement import has, open_hdf5
 
     try:
-        with h5py.File(path, "r") as f:
-            if "ptychogram" in f or "factors/U" in f:
-                return read_ptycho
-    except OSError:
-        return None
-    return None
+        with open_hdf5(path) as f:
+            return read_or_notify if has(f, path, "ptychogram") or has(f, path, "factors/U") else None
+    except InputFileError:
+        return read_or_notify
 
 
 def measurement_layers(measurement, name):
@@ -29,36 +32,58 @@ def measurement_layers(measurement, name):
     a = measurement.acquisition
     um = 1e6
     layers = [(measurement.frames, {"name": f"{name} frames", "scale": (1, a.pixel_size_lr * um, a.pixel_size_lr * um),
-                                    "colormap": "gray",
+                                    "units": ("pixel", *UNITS), "colormap": "gray",
                                     "metadata": {LAYER_KEY: measurement}}, "image")]
     if measurement.ground_truth is not None:
         scale = (a.pixel_size_hr * um, a.pixel_size_hr * um)
         truth = measurement.ground_truth
-        layers += [(np.abs(truth), {"name": f"{name} truth amplitude", "scale": scale, "visible": False,
-                                    "colormap": "gray"}, "image"),
-                   (np.angle(truth), {"name": f"{name} truth phase", "scale": scale, "visible": False,
-                                      "colormap": "twilight", "contrast_limits": (-np.pi, np.pi)}, "image")]
+        layers += [(np.abs(truth), {"name": f"{name} truth amplitude", "scale": scale, "units": UNITS,
+                                    "visible": False, "colormap": "gray"}, "image"),
+                   (np.angle(truth), {"name": f"{name} truth phase", "scale": scale, "units": UNITS,
+                                      "visible": False, "colormap": "twilight", "contrast_limits": (-np.pi, np.pi)},
+                    "image")]
     return layers
 
 
-def read_ptycho(path):
-    """Layer data for one file (napari's reader protocol)."""
-    import h5py
+def read_or_notify(path):
+    """:func:`read_ptycho`, with any failure shown as a one-line napari notification (no layer, no
+    traceback): napari's null-layer sentinel ``[(None,)]`` tells it the file was handled."""
+    from napari.utils.notifications import show_error
 
-    from ptycho_app.io.measurement import read_measurement
+    from ptycho_app.io.errors import InputFileError, one_line
+
+    try:
+        return read_ptycho(path)
+    except Exception as error:  # noqa: BLE001 (any failure to read the user's file: a notification)
+        text = str(error) if isinstance(error, InputFileError) else f"{path}: {type(error).__name__}: {one_line(error)}"
+        show_error(f"ptycho-app: cannot open {text}")
+        return [(None,)]
+
+
+def read_ptycho(path):
+    """Layer data for one file (napari's reader protocol).
+
+    Raises
+    ------
+    ptycho_app.io.errors.InputFileError
+        One line naming the file and the dataset, for any file that cannot be shown (damaged,
+        incomplete, not a regular file, a result without an image).
+    """
+    from ptycho_app.io.errors import InputFileError
+    from ptycho_app.io.measurement import has, open_hdf5, read_measurement
     from ptycho_app.io.results import read_result
 
     path = Path(path)
-    with h5py.File(path, "r") as f:
-        is_result = "factors/U" in f
+    with open_hdf5(path) as f:
+        is_result = has(f, path, "factors/U")
     if not is_result:
         return measurement_layers(read_measurement(path), path.stem)
     result = read_result(path)
     if result.object is None:
-        raise ValueError(f"{path}: a {result.attrs.get('problem')} result has no image to show")
+        raise InputFileError(path, f"a {result.attrs.get('problem')} result has no image to show", field="object")
     pixel = float(result.attrs.get("pixel_size", 1e-6)) * 1e6
     label = f"{path.stem.split('.')[0]} {result.method.upper()}"
-    return [(np.abs(result.object), {"name": f"{label} amplitude", "scale": (pixel, pixel), "colormap": "gray"},
-             "image"),
-            (np.angle(result.object), {"name": f"{label} phase", "scale": (pixel, pixel), "colormap": "twilight",
-                                       "contrast_limits": (-np.pi, np.pi)}, "image")]
+    return [(np.abs(result.object), {"name": f"{label} amplitude", "scale": (pixel, pixel), "units": UNITS,
+                                     "colormap": "gray"}, "image"),
+            (np.angle(result.object), {"name": f"{label} phase", "scale": (pixel, pixel), "units": UNITS,
+                                       "colormap": "twilight", "contrast_limits": (-np.pi, np.pi)}, "image")]

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
-from qtpy.QtWidgets import QFileDialog, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QFileDialog, QSizePolicy, QVBoxLayout, QWidget
 
-from . import LAYER_KEY
+from . import LAYER_KEY, UNITS
 
 COLORS = {"bm": "tab:blue", "udu": "tab:orange"}
 
@@ -29,6 +29,15 @@ SOLVER_FIELDS = ("rank", "loss", "precondition", "momentum", "init", "step", "st
 #: Fields whose 0 means "the default for the method and loss".
 OPTIONAL_FIELDS = ("step", "step_d")
 LABELS = {"max_iters": "iterations", "step": "step (0: default)", "step_d": "step_d (0: default)"}
+#: Lines of the status text shown; the rest is cut (the tooltip and the notification hold it all).
+STATUS_LINES = 4
+#: Gap between the tiles, as a fraction of the object size.
+TILE_GAP = 0.12
+
+
+def tile_origin(row: int, column: int, size: float) -> tuple[float, float]:
+    """``(y, x)`` of the top-left pixel of the tile at ``row, column`` (``size``: the tile's side, um)."""
+    return row * (1 + TILE_GAP) * size, column * (1 + TILE_GAP) * size
 
 
 def option_widgets():
@@ -73,6 +82,29 @@ def guarded_reconstruction(measurement, **parameters):
         raise ReconstructionError(str(error)) from error
 
 
+class StatusLabel(Label):
+    """The status line: long texts (errors, paths) wrap and are cut to :data:`STATUS_LINES` lines
+    instead of widening the dock; the tooltip holds the whole text (errors also go whole to a
+    notification)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        label = self.native
+        label.setWordWrap(True)
+        label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        label.setMaximumHeight(STATUS_LINES * label.fontMetrics().lineSpacing() + 4)
+        label.setToolTip(self.value)
+
+    @property
+    def value(self) -> str:
+        return Label.value.fget(self)
+
+    @value.setter
+    def value(self, text):
+        Label.value.fset(self, text)
+        self.native.setToolTip(str(text))
+
+
 class ReconstructionWidget(QWidget):
     """Dock widget: pick a measurement, set the solver, Run / Stop / Save; live layers and spectra."""
 
@@ -101,7 +133,7 @@ class ReconstructionWidget(QWidget):
         self.run_button = PushButton(text="Run")
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.save_button = PushButton(text="Save results", enabled=False)
-        self.status = Label(value="idle")
+        self.status = StatusLabel(value="idle")
         self.run_button.changed.connect(self.run)
         self.stop_button.changed.connect(self.stop)
         self.save_button.changed.connect(lambda: self.save())
@@ -112,6 +144,7 @@ class ReconstructionWidget(QWidget):
         self.loss_axes = self.figure.add_subplot(2, 1, 2)
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(320)
+        self._label_axes()
         self.lines = {}
         layout = QVBoxLayout(self)
         for widget in (self.form.native, controls.native, self.status.native, self.canvas):
@@ -119,6 +152,10 @@ class ReconstructionWidget(QWidget):
         self.viewer.layers.events.inserted.connect(self.form.layer.reset_choices)
         self.viewer.layers.events.removed.connect(self.form.layer.reset_choices)
         self.form.layer.reset_choices()
+        scale_bar = self.viewer.canvas.overlays.scale_bar if hasattr(self.viewer, "canvas") else self.viewer.scale_bar
+        scale_bar.visible = True  # in um: the layers' units
+        self.viewer.layers.events.connect(self._sync_frame_slider)
+        self._sync_frame_slider()
 
     # ---- inputs -------------------------------------------------------------------------------
     def _measurement_layers(self, *_):
@@ -150,7 +187,7 @@ class ReconstructionWidget(QWidget):
             return read_measurement(path), Path(path).stem
         layer = self.form.layer.value
         if layer is None:
-            raise ValueError("choose a measurement layer (File > Open Sample > ptycho-app) or a file")
+            raise ValueError("choose a measurement layer (File > Open Sample > Simulated FP acquisition) or a file")
         return layer.metadata[LAYER_KEY], layer.name.removesuffix(" frames")
 
     # ---- running --------------------------------------------------------------------------------
@@ -163,7 +200,7 @@ class ReconstructionWidget(QWidget):
             return
         try:
             self.measurement, self.name = self.selected_measurement()
-        except (ValueError, OSError) as error:
+        except Exception as error:  # noqa: BLE001 (any failure to read the chosen file: a notification)
             show_error(f"FP reconstruction: {error}")
             self.status.value = f"error: {error}"
             return
@@ -189,6 +226,7 @@ class ReconstructionWidget(QWidget):
         self.run_layers = {}
         for axes in (self.spectrum_axes, self.loss_axes):
             axes.cla()
+        self._label_axes()
         self.lines = {}
         self.canvas.draw_idle()
 
@@ -221,12 +259,16 @@ class ReconstructionWidget(QWidget):
             self.worker.quit()
         for emitter in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             emitter.disconnect(self.form.layer.reset_choices)
+        self.viewer.layers.events.disconnect(self._sync_frame_slider)
         super().closeEvent(event)
 
     @staticmethod
     def progress_text(update) -> str:
         losses = ", ".join(f"{m.upper()} {v.losses[-1]:.3e}" for m, v in update.methods.items())
-        return f"iteration {update.iteration}: loss {losses}; {update.seconds:.1f} s"
+        residuals = ", ".join(f"{m.upper()} {v.relative_residual:.2e} (shown x x^*: {v.relative_residual_rank1:.2e})"
+                              for m, v in update.methods.items())
+        return (f"iteration {update.iteration}: loss {losses}; relative residual of X {residuals}; "
+                f"{update.seconds:.1f} s")
 
     # ---- drawing --------------------------------------------------------------------------------
     def show_update(self, update):
@@ -249,18 +291,59 @@ class ReconstructionWidget(QWidget):
                     options = {"colormap": "twilight", "contrast_limits": (-np.pi, np.pi)} if kind == "phase" else {
                         "colormap": "gray", "contrast_limits": (0.0, max(float(image.max()), 1e-12))}
                     self.run_layers[(method, kind)] = self.viewer.add_image(
-                        image, name=name, scale=(pixel, pixel),
-                        translate=(row * 1.05 * N * pixel, column * 1.05 * N * pixel), **options)
+                        image, name=name, scale=(pixel, pixel), units=UNITS,
+                        translate=tile_origin(row, column, N * pixel), **options)
                     added = True
         if added:
             for layer in self.viewer.layers:
                 if LAYER_KEY in layer.metadata:
                     layer.visible = False  # the frames would sit under the reconstructions
+            self._add_tile_labels(list(update.methods), N * pixel, pixel)
             self.viewer.reset_view()
         self._plot(update)
         if self.outcome == "running":
             self.status.value = self.progress_text(update)
         self.update_seconds.append(time.perf_counter() - started)
+
+    def _add_tile_labels(self, methods, size, pixel):
+        """A text-only points layer naming each tile ("BM amplitude"...), centred above it."""
+        positions, text = [], []
+        for column, method in enumerate(methods):
+            for row, kind in enumerate(("amplitude", "phase")):
+                top, left = tile_origin(row, column, size)
+                positions.append((top - pixel / 2 - TILE_GAP * size / 2, left - pixel / 2 + size / 2))
+                text.append(f"{method.upper()} {kind}")
+        active = self.viewer.layers.selection.active
+        self.run_layers[("labels", None)] = self.viewer.add_points(
+            np.asarray(positions), name=f"{self.name} tile labels", units=UNITS, size=0, face_color="transparent",
+            border_width=0, features={"tile": text},
+            text={"string": "{tile}", "color": "white", "size": 12, "anchor": "center"})
+        self.viewer.layers.selection.active = active  # keep the user's layer selected
+
+    def _sync_frame_slider(self, event=None):
+        """Show the frame slider only while a visible layer has frames (napari keeps it for hidden ones)."""
+        if event is not None and event.type not in ("visible", "inserted", "removed"):
+            return
+        from napari._qt.widgets.qt_dims import QtDims  # napari has no public switch for its sliders
+
+        sliders = self.window().findChild(QtDims)  # None until the widget is docked in the viewer's window
+        if sliders is not None:
+            sliders.setVisible(any(layer.visible and layer.ndim > 2 for layer in self.viewer.layers))
+
+    def showEvent(self, event):  # noqa: N802 (Qt's name)
+        """Once docked, the frame slider follows the layers' visibility."""
+        super().showEvent(event)
+        self._sync_frame_slider()
+
+    def _label_axes(self):
+        """Axis labels; the eigenvalue index on integer ticks."""
+        from matplotlib.ticker import MaxNLocator
+
+        self.spectrum_axes.set_xlabel("eigenvalue index k")
+        self.spectrum_axes.set_ylabel(r"$\lambda_k / \lambda_1$")
+        self.spectrum_axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        self.loss_axes.set_xlabel("iteration")
+        self.loss_axes.set_ylabel("loss")
 
     def _plot(self, update):
         for method, view in update.methods.items():

@@ -19,9 +19,11 @@ test: setup
 napari: setup
 	$(VENV)/bin/napari -w ptycho-app "FP reconstruction"
 
-# The study that decides the defaults (about an hour on 2 cores): benchmarks/results/study.*, docs/study.md
+# The study that decides the defaults (about an hour on 2 cores): benchmarks/results/study.*, docs/study.md;
+# then BM vs UDU lambda_2/lambda_1 with the defaults (2 minutes): benchmarks/results/contrast.*
 bench: setup
 	$(PY) benchmarks/study.py --stage all
+	$(PY) benchmarks/contrast.py
 
 # Iteration cost vs the FFT bound, batch scaling, memory; per-iteration overhead against the last commit
 bench-fp256: setup

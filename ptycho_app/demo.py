@@ -22,12 +22,14 @@ from .io import atomic_path
 from .lifting import LiftedFP
 from .physics import band_limit, fp_intensities
 from .plotting import comparison_figure
-from .session import RunOptions, batch_options, problem_history, run_to_end
+from .session import RunOptions, batch_options, problem_history, rank_one_residual, run_to_end
 from .simulation import default_acquisition, reference_object
 
 
-def summarize(state, grid_size, truth=None, tol=1e-6, k=0):
-    """Object, eigenvalues and metrics of problem ``k`` of a final state.
+def summarize(state, grid_size, truth=None, tol=1e-6, k=0, residual_rank1=None):
+    """Object, eigenvalues and metrics of problem ``k`` of a final state (``residual_rank1``: (B,), the
+    relative residual of each problem's rank-one ``X`` whose object is shown, from
+    :func:`ptycho_app.session.rank_one_residual`).
 
     Returns
     -------
@@ -47,6 +49,7 @@ def summarize(state, grid_size, truth=None, tol=1e-6, k=0):
         "seconds": state.elapsed,
         "seconds_per_iteration": state.elapsed / max(state.iteration, 1),
         "relative_residual": float(state.relative_residual[k]),
+        "relative_residual_rank1": None if residual_rank1 is None else float(residual_rank1[k]),
         "lambda2_over_lambda1": float(values[1] / values[0]) if len(values) > 1 else 0.0,
         "numerical_rank": numerical_rank(values, tol),
     }
@@ -57,12 +60,12 @@ def summarize(state, grid_size, truth=None, tol=1e-6, k=0):
 
 
 METRIC_COLUMNS = ("relative_error", "psnr", "ssim", "lambda2_over_lambda1", "numerical_rank",
-                  "relative_residual", "iterations", "seconds_per_iteration")
+                  "relative_residual", "relative_residual_rank1", "iterations", "seconds_per_iteration")
 
 
 def format_table(summaries):
     """Metrics of several solvers as an aligned text table."""
-    header = f"{'metric':<22}" + "".join(f"{label:>14}" for label in summaries)
+    header = f"{'metric':<25}" + "".join(f"{label:>14}" for label in summaries)
     lines = [header, "-" * len(header)]
     for column in METRIC_COLUMNS:
         cells = []
@@ -74,7 +77,7 @@ def format_table(summaries):
                 cells.append(f"{value:>14d}")
             else:
                 cells.append(f"{value:>14.3e}" if abs(value) < 1e-2 or abs(value) >= 1e3 else f"{value:>14.4f}")
-        lines.append(f"{column:<22}" + "".join(cells))
+        lines.append(f"{column:<25}" + "".join(cells))
     return "\n".join(lines)
 
 
@@ -113,9 +116,10 @@ def run_demo(out_dir="demo-output", run: RunOptions | None = None, progress=True
     if state is None or interrupted:
         raise KeyboardInterrupt
     wall = time.perf_counter() - started
+    shown_residual = rank_one_residual(operator, b, state)  # of the object shown, next to the fitted X's
     summaries = {}
     for k, method in enumerate(methods):
-        summaries[method.upper()] = summarize(state, N, truth, k=k)
+        summaries[method.upper()] = summarize(state, N, truth, k=k, residual_rank1=shown_residual)
         summaries[method.upper()]["loss_name"] = solver_options.loss
         summaries[method.upper()]["wall_seconds"] = wall
     print(format_table(summaries))

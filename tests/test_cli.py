@@ -21,6 +21,11 @@ def test_demo_writes_figure_and_metrics(tmp_path, capsys):
         assert 0 < metrics[label]["relative_error"] < 1
         values = np.array(metrics[label]["eigenvalues"])
         assert np.all(np.diff(values) <= 0)
+        # the shown object's rank-one X fits no better than the rank-r X it is the top part of
+        assert metrics[label]["relative_residual_rank1"] >= 0.999 * metrics[label]["relative_residual"]
+    # UDU's X is rank one (its surplus eigenvalues collapse), so both residuals agree; BM's tail adds to X's fit
+    udu = metrics["UDU"]
+    assert udu["relative_residual_rank1"] == pytest.approx(udu["relative_residual"], rel=0.5)
     assert not list(out.glob("*.part"))
 
 

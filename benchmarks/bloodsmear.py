@@ -9,7 +9,7 @@ spent up to there (the run's solver time times that fraction).  Writes
 
 Run (after ``make setup``; needs ../shared)::
 
-    .venv/bin/python benchmarks/bloodsmear.py [--iters 300] [--ranks 1 4]
+    .venv/bin/python benchmarks/bloodsmear.py [--iters 600] [--ranks 1 4]
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def settle_iteration(loss: np.ndarray) -> int | None:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iters", type=int, default=300)
+    parser.add_argument("--iters", type=int, default=600)
     parser.add_argument("--ranks", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--preset", default="fast")
     args = parser.parse_args(argv)

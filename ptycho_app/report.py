@@ -131,7 +131,8 @@ def render_figure(input_name: str, group: list[Result]) -> bytes:
                "loss_name": str(r.attrs.get("loss", "intensity"))} for r in group}
     title = f"{input_name}: {', '.join(curves)}"
     if any(r.attrs.get("relative_residual") is not None for r in group):
-        title += "\nrelative residual ||A(X) - b|| / ||b||: " + "; ".join(residuals_text(r) for r in group)
+        # one line per result, so that the title fits the figure's width
+        title += "\nrelative residual ||A(X) - b|| / ||b||:\n" + "\n".join(residuals_text(r) for r in group)
     with tempfile.TemporaryDirectory(prefix="ptycho-compare-") as folder:
         figure = Path(folder) / "figure.png"
         if all(r.object is not None for r in group):

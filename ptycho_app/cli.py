@@ -53,10 +53,10 @@ def add_progress_option(parser):
 
 def add_run_options(group, kind="fp", defaults: dict | None = None, skip=()):
     """``--method --preset --device --precision`` from :class:`RunOptions` (help and choices there);
-    ``kind`` (fp, sense) picks the presets offered (``PROBLEM_PRESETS``)."""
+    ``kind`` (fp, sense) picks the presets and methods offered (``PROBLEM_PRESETS``, ``PROBLEM_METHODS``)."""
     from dataclasses import fields
 
-    from .session import RunOptions
+    from .session import PROBLEM_METHODS, RunOptions
     from .solvers.options import DEFAULT_PRESET, PROBLEM_PRESETS
 
     defaults = {"preset": DEFAULT_PRESET[kind], **(defaults or {})}
@@ -64,11 +64,12 @@ def add_run_options(group, kind="fp", defaults: dict | None = None, skip=()):
         if f.name in skip:
             continue
         value = defaults.get(f.name, f.default)
-        choices = PROBLEM_PRESETS[kind] if f.name == "preset" else f.metadata.get("choices")
+        offered = {"preset": PROBLEM_PRESETS[kind], "method": PROBLEM_METHODS[kind]}
+        choices = offered.get(f.name, f.metadata.get("choices"))
         group.add_argument(flag_of(f.name), dest=f.name, default=value, choices=choices,
                            help=f"{f.metadata['help']} (default: {value})")
         if f.name == "method":  # the flag's name before version 0.2, still accepted
-            group.add_argument("--solver", dest=f.name, choices=f.metadata.get("choices"), help=argparse.SUPPRESS)
+            group.add_argument("--solver", dest=f.name, choices=choices, help=argparse.SUPPRESS)
 
 
 def add_solver_options(parser, skip=(), title="solver (normalized units, see docs/solvers.md)", shown=None,
@@ -226,13 +227,21 @@ def get_parser() -> argparse.ArgumentParser:
 
     # ---- sense ---------------------------------------------------------------------------------
     sense = commands.add_parser("sense", help="the papers' matrix completion / sensing problems")
-    sense.add_argument("--problem", choices=("completion", "sensing"), default="completion")
+    sense.add_argument("--problem", choices=("completion", "sensing", "asymmetric"), default="completion",
+                       help="asymmetric: an N1 x N2 matrix X = U V^* (uv) or U D V^* (udv); --method both runs "
+                       "uv and udv (default: %(default)s)")
+    sense.add_argument("--shape", type=int, nargs=2, metavar=("N1", "N2"), default=None,
+                       help="asymmetric: matrix shape (default: 40 30); rank defaults to min(N1, N2), "
+                       "--measurements to 5 (N1 + N2) r")
     sense.add_argument("--n", type=int, default=100, help="matrix size (default: %(default)s)")
     sense.add_argument("--truth-rank", type=int, default=3,
                        help="rank of the truth, eigenvalues 1..truth-rank (default: %(default)s)")
     sense.add_argument("--measurements", type=int, help="entries / measurements (default: 3nr, or 5nr for sensing)")
     sense.add_argument("--noise", type=float, default=0.0, help="Gaussian noise relative to the RMS measurement")
     sense.add_argument("--complex", action="store_true", help="complex Hermitian instead of real symmetric")
+    sense.add_argument("--reference", choices=("nuclear",),
+                       help="nuclear: also solve min ||X||_* s.t. A(X) = b with cvxpy (--problem sensing, real; "
+                       "pip install 'ptycho-app[validate]') and report ||X - X_nuc||_F / ||X_nuc||_F per method")
     sense.add_argument("--out", default="sense-results", help="output folder (default: %(default)s)")
     add_progress_option(sense)
     add_run_options(sense.add_argument_group("run"), kind="sense", defaults={"precision": "double"},
@@ -246,6 +255,15 @@ def get_parser() -> argparse.ArgumentParser:
     add_progress_option(demo)
     add_run_options(demo.add_argument_group("run"), kind="fp")
     add_solver_options(demo)
+
+    # ---- udv-demo ------------------------------------------------------------------------------
+    udv = commands.add_parser("udv-demo", help="train a two-layer network with a UDV and with a UV first layer "
+                              "on a synthetic rank-4 teacher, SVD-prune both, plot test error vs units kept")
+    udv.add_argument("--out", default="udv-demo", help="output folder (default: %(default)s)")
+    udv.add_argument("--steps", type=int, default=5000, help="SGD steps (default: %(default)s)")
+    udv.add_argument("--seed", type=int, default=0, help="teacher, data and start (default: %(default)s)")
+    udv.add_argument("--units", type=int, default=32, help="units of the factorized layers (default: %(default)s)")
+    udv.add_argument("--no-progress", action="store_true", help="hide the training progress bar")
     return parser
 
 
@@ -434,9 +452,14 @@ def run_sense(args):
     out = prepare_output_folder(args.out)
     written = solve_sense(problem=args.problem, n=args.n, truth_rank=args.truth_rank, measurements=args.measurements,
                           noise=args.noise, is_complex=args.complex, run=run_options(args), out_dir=out,
-                          progress=not args.no_progress, **solver_overrides(args))
+                          progress=not args.no_progress, shape=args.shape, reference=args.reference,
+                          **solver_overrides(args))
     report = compare_results(written, out)
     print(markdown_table(report["rows"]), end="")
+    if args.reference:
+        from .reference import nuclear_summary
+
+        print(nuclear_summary(written))
     print("wrote " + ", ".join(str(p) for p in [*written, *report["figures"], *report["markdown"]]))
 
 
@@ -449,8 +472,18 @@ def run_demo(args):
     demo(out_dir=args.out, run=run_options(args), progress=not args.no_progress, **solver_overrides(args))
 
 
+def run_udv_demo(args):
+    from .nn_demo import run_udv_demo as udv_demo
+
+    if args.steps < 1 or args.units < 1:
+        raise ValueError(f"--steps and --units must be at least 1, got {args.steps} and {args.units}")
+    prepare_output_folder(args.out)
+    udv_demo(out_dir=args.out, steps=args.steps, seed=args.seed, units=args.units, progress=not args.no_progress)
+
+
 COMMANDS = {"simulate": run_simulate, "import": run_import, "reconstruct": run_reconstruct,
-            "compare": run_compare, "info": run_info, "sense": run_sense, "demo": run_demo}
+            "compare": run_compare, "info": run_info, "sense": run_sense, "demo": run_demo,
+            "udv-demo": run_udv_demo}
 
 
 def show_warning(message, category, filename, lineno, file=None, line=None):

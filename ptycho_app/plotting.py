@@ -54,7 +54,8 @@ def draw_spectra_and_losses(spectrum_ax, loss_ax, results, marker_size=None):
         relative = np.maximum(values / values.max(), 1e-17)
         spectrum_ax.semilogy(np.arange(1, len(values) + 1), relative, "o-", ms=marker_size, label=label)
         loss_ax.loglog(np.arange(1, len(r["losses"]) + 1), r["losses"], label=label)
-    spectrum_ax.set_title("eigenvalues of X / lambda_1")
+    singular = any(r.get("singular") for r in results.values())  # asymmetric sense results
+    spectrum_ax.set_title("singular values of X / sigma_1" if singular else "eigenvalues of X / lambda_1")
     spectrum_ax.set_xlabel("index")
     spectrum_ax.legend()
     names = sorted({r.get("loss_name") or "intensity" for r in results.values()})

@@ -52,3 +52,25 @@ def sensing_problem(n=20, eigenvalues=(1.0, 2.0), m=200, seed=0, is_complex=Fals
     operator = GaussianSensing.random(n, m, is_complex=is_complex, seed=seed + 1)
     b = operator.apply_dense(torch.as_tensor(truth, dtype=operator.dtype)[None])
     return operator, b, truth
+
+
+def asymmetric_problem(n1=40, n2=30, singular_values=(1.0, 2.0), m=700, seed=0):
+    """Asymmetric Gaussian sensing of a random rank-k ``n1 x n2`` matrix (real, double precision).
+
+    Returns
+    -------
+    operator : AsymmetricSensing
+    b : (1, m) real tensor
+    truth : (n1, n2) ndarray
+        ``P diag(singular_values) Q^T`` with ``P``, ``Q`` random orthonormal.
+    """
+    from .lifting.asymmetric import AsymmetricSensing
+
+    rng = np.random.default_rng(seed)
+    k = len(singular_values)
+    left, _ = np.linalg.qr(rng.standard_normal((n1, k)))
+    right, _ = np.linalg.qr(rng.standard_normal((n2, k)))
+    truth = (left * np.asarray(singular_values, dtype=np.float64)) @ right.T
+    operator = AsymmetricSensing.random(n1, n2, m, seed=seed + 1)
+    b = operator.measure_matrix(torch.as_tensor(truth)[None])
+    return operator, b, truth

@@ -33,14 +33,17 @@ def finite_or_none(value):
 
 
 def physical_matrix(result: Result) -> np.ndarray:
-    """``X = U diag(scale * d) U^*`` (small matrix problems only)."""
+    """``X = U diag(scale * d) U^*`` (small matrix problems only; asymmetric: ``U_1 diag(scale * d) U_2^*``)."""
     weights = result.d * float(result.attrs.get("scale", 1.0))
+    if result.blocks is not None:
+        n1 = result.blocks[0]
+        return (result.U[:n1] * weights) @ result.U[n1:].conj().T
     return (result.U * weights) @ result.U.conj().T
 
 
 def result_metrics(result: Result) -> dict:
     """Metrics of one result; errors only when the result holds a reference."""
-    values = np.asarray(result.eigenvalues, dtype=np.float64)
+    values = np.asarray(result.spectral_values, dtype=np.float64)
     seconds = finite_or_none(result.attrs.get("seconds"))
     metrics = {
         "input": str(result.attrs.get("input_file", "")), "method": result.method,
@@ -127,7 +130,7 @@ def render_figure(input_name: str, group: list[Result]) -> bytes:
     from .plotting import comparison_figure, spectra_figure
 
     curves = {r.method.upper() if len({x.method for x in group}) == len(group) else r.path.name:
-              {"object": r.object, "eigenvalues": r.eigenvalues, "losses": r.loss,
+              {"object": r.object, "eigenvalues": r.spectral_values, "singular": r.blocks is not None, "losses": r.loss,
                "loss_name": str(r.attrs.get("loss", "intensity"))} for r in group}
     title = f"{input_name}: {', '.join(curves)}"
     if any(r.attrs.get("relative_residual") is not None for r in group):
@@ -251,8 +254,9 @@ def options_summary(attrs: dict) -> str:
 
 def describe_result(result: Result) -> str:
     a = result.attrs
-    values = result.eigenvalues
+    values = result.spectral_values
     relative = values / values[0] if values[0] > 0 else values
+    symbol, kind = ("sigma", "singular values:") if result.blocks is not None else ("lambda", "eigenvalues:  ")
     metrics = result_metrics(result)
     lines = [
         f"{result.path}: {result.method.upper()} result ({a.get('problem', 'fp')}) from "
@@ -265,7 +269,7 @@ def describe_result(result: Result) -> str:
         f"{metrics['rank']}), " + (f"{format_value(metrics['relative_residual_rank1'])} for the shown object's "
                                    "x x^* (rank one)" if metrics["relative_residual_rank1"] is not None
                                    else "not recorded for the shown object's x x^*"),
-        f"  eigenvalues:   lambda_1 = {values[0]:.4e}" + ("; lambda_k / lambda_1 = " + ", ".join(
+        f"  {kind} {symbol}_1 = {values[0]:.4e}" + (f"; {symbol}_k / {symbol}_1 = " + ", ".join(
             f"{v:.2e}" for v in relative[1:]) if len(values) > 1 else ""),
         f"  numerical rank {metrics['numerical_rank']} (tolerance {RANK_TOLERANCE:g})",
     ]

@@ -18,12 +18,13 @@ import torch
 from .analysis import factor_eigh
 from .io.results import Result, write_result
 from .problems import completion_problem, sensing_problem
+from .reference import check_reference, reference_attrs
 from .resources import require_memory, sense_bytes
 from .session import RunOptions, batch_options, problem_history, problem_options, run_to_end
 from .solvers import DEFAULT_PRESET
 from .solvers.options import PROBLEM_PRESETS
 
-PROBLEMS = ("completion", "sensing")
+PROBLEMS = ("completion", "sensing", "asymmetric")
 
 
 def default_measurements(problem: str, n: int, truth_rank: int) -> int:
@@ -32,13 +33,15 @@ def default_measurements(problem: str, n: int, truth_rank: int) -> int:
 
 
 def run_sense(problem="completion", n=100, truth_rank=3, measurements=None, noise=0.0, is_complex=False,
-              run: RunOptions | None = None, out_dir="sense-results", progress=True, **options) -> list[Path]:
+              run: RunOptions | None = None, out_dir="sense-results", progress=True, shape=None,
+              reference=None, **options) -> list[Path]:
     """Build a random problem, solve it with each method (side by side, one batched solve) and write
     ``<out>/<name>.<method>.h5``.
 
     Parameters
     ----------
-    problem : {"completion", "sensing"}
+    problem : {"completion", "sensing", "asymmetric"}
+        ``asymmetric``: an ``shape`` (n1, n2) matrix by UV and UDV (:mod:`ptycho_app.sense_asymmetric`).
     n : int
         Matrix size.
     truth_rank : int
@@ -54,12 +57,24 @@ def run_sense(problem="completion", n=100, truth_rank=3, measurements=None, nois
     options
         :class:`~ptycho_app.solvers.SolverOptions` fields over the preset's; ``rank`` (the factor
         rank) defaults to ``n``, the papers' over-parameterized factor.
+    reference : {None, "nuclear"}
+        ``nuclear`` (real sensing only, needs cvxpy): also solve ``min ||X||_*`` s.t. ``A(X) = b``
+        (:mod:`ptycho_app.reference`), write it to ``<out>/<name>.nuclear.npy`` and record each
+        method's ``||X - X_nuc||_F / ||X_nuc||_F`` as the ``nuclear_reference_error`` attribute.
 
     Returns
     -------
     list of Path
     """
     run = run or RunOptions(preset=DEFAULT_PRESET["sense"], precision="double")
+    if reference is not None:
+        check_reference(reference, problem, is_complex)
+    if problem == "asymmetric":  # U V^* / U D V^* of an (n1, n2) matrix: ptycho_app.sense_asymmetric
+        from .sense_asymmetric import run_asymmetric
+
+        if is_complex:
+            raise ValueError("sense --problem asymmetric is real (drop --complex)")
+        return run_asymmetric(shape or (40, 30), truth_rank, measurements, noise, run, out_dir, progress, **options)
     if run.preset not in PROBLEM_PRESETS["sense"]:
         raise ValueError(f"--preset {run.preset} is for FP data; sense offers {', '.join(PROBLEM_PRESETS['sense'])} "
                          "(add --momentum nesterov or --init spectral by hand)")
@@ -107,6 +122,8 @@ def run_sense(problem="completion", n=100, truth_rank=3, measurements=None, nois
         raise KeyboardInterrupt
     U = state.U.to(torch.complex128 if is_complex else torch.float64)
     values = factor_eigh(U, state.physical_weights().to(torch.float64))[0].cpu().numpy()
+    nuclear = reference_attrs(operator, b, U, state.physical_weights(), Path(out_dir) / f"{name}.nuclear.npy") \
+        if reference else [{}] * batch
     written = []
     for k, method in enumerate(methods):
         recorded = problem_options(solver_options, k, batch, run.preset)
@@ -116,7 +133,7 @@ def run_sense(problem="completion", n=100, truth_rank=3, measurements=None, nois
                  "scale": float(state.scale[k]),
                  "relative_residual": float(state.relative_residual[k]), "seconds": float(state.elapsed),
                  "device": str(torch_device), "precision": run.precision, "interrupted": False,
-                 "options": recorded, "problem_config": config}
+                 "options": recorded, "problem_config": config, **nuclear[k]}
         result = Result(eigenvalues=values[k], loss=losses, U=state.U[k].cpu().numpy(),
                         d=state.d[k].cpu().numpy().astype(np.float64), attrs=attrs, reference_matrix=truth)
         path = Path(out_dir) / f"{name}.{method}.h5"

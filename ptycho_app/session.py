@@ -25,6 +25,8 @@ from .solvers.options import default_yield_every
 
 #: ``both``: BM and UDU side by side in one batched solve.
 METHOD_CHOICES = (*METHODS, "both")
+#: Methods each kind of problem offers (uv and udv fit only asymmetric sensing).
+PROBLEM_METHODS = {"fp": ("bm", "udu", "both"), "sense": METHOD_CHOICES}
 
 #: Progress records (one line per record) go to this logger; the CLI shows them on stderr with
 #: ``--no-progress``, so batch jobs without a terminal can be followed.
@@ -38,7 +40,8 @@ class RunOptions:
     """Options of a run besides the solver's (defaults and help texts for the CLI and the widget)."""
 
     method: str = field(default="both", metadata={
-        "help": "bm (X = U U^*), udu (X = U D U^*) or both, side by side in one batched solve from the same start",
+        "help": "bm (X = U U^*), udu (X = U D U^*) or both, side by side in one batched solve from the same start "
+                "(asymmetric sensing: uv, udv, both = uv and udv)",
         "choices": METHOD_CHOICES})
     preset: str = field(default=DEFAULT_PRESET["fp"], metadata={
         "help": "fast: amplitude loss, spectral preconditioner, Nesterov momentum, frame start (the best measured "
@@ -53,9 +56,11 @@ class RunOptions:
             if choices and getattr(self, f.name) not in choices:
                 raise ValueError(f"{f.name} must be one of {', '.join(choices)}, got {getattr(self, f.name)!r}")
 
-    def methods(self) -> tuple:
-        """The methods to run: ``("bm", "udu")`` for ``both``."""
-        return tuple(METHODS) if self.method == "both" else (self.method,)
+    def methods(self, asymmetric: bool = False) -> tuple:
+        """The methods to run: ``("bm", "udu")`` for ``both`` (``("uv", "udv")`` for an asymmetric problem)."""
+        if self.method == "both":
+            return tuple(name for name, method in METHODS.items() if method.asymmetric == asymmetric)
+        return (self.method,)
 
     @property
     def torch_device(self) -> torch.device:

@@ -57,7 +57,8 @@ def test_unknown_option_exits_2_with_one_line(capsys):
 
 def test_parser_documents_groups():
     commands = get_parser()._subparsers._group_actions[0].choices
-    assert set(commands) == {"simulate", "import", "reconstruct", "compare", "info", "sense", "demo"}
+    assert set(commands) == {"simulate", "import", "reconstruct", "compare", "info", "sense", "demo",
+                             "udv-demo"}
     help_text = commands["reconstruct"].format_help()
     assert "--precision" in help_text and "batching" in help_text and "--resume" in help_text
 

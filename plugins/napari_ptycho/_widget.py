@@ -45,7 +45,7 @@ def option_widgets():
     (choices, defaults and help texts, shown as tooltips, live there)."""
     from dataclasses import fields
 
-    from ptycho_app.session import RunOptions
+    from ptycho_app.session import PROBLEM_METHODS, RunOptions
     from ptycho_app.solvers.options import fields_by_name
 
     run_fields = {f.name: f for f in fields(RunOptions)}
@@ -54,7 +54,8 @@ def option_widgets():
     for name in (*RUN_FIELDS, *SOLVER_FIELDS):
         f = run_fields.get(name) or solver_fields[name]
         common = {"name": name, "label": LABELS.get(name, name.replace("_", " ")), "tooltip": f.metadata["help"]}
-        choices = f.metadata.get("choices") or (("auto", "cpu", "cuda") if name == "device" else None)
+        offered = {"method": PROBLEM_METHODS["fp"], "device": ("auto", "cpu", "cuda")}  # FP: no uv / udv
+        choices = offered.get(name, f.metadata.get("choices"))
         if choices:
             widgets.append(ComboBox(choices=list(choices), value=f.default, **common))
         elif isinstance(f.default, int) and not isinstance(f.default, bool):

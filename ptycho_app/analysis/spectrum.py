@@ -75,3 +75,37 @@ def object_from_factors(U: torch.Tensor, d: torch.Tensor, grid_size: int) -> tor
     """
     spectrum = leading_vector(U, d).reshape(-1, grid_size, grid_size)
     return spectrum_to_object(spectrum)
+
+
+def factor_svd(U: torch.Tensor, d: torch.Tensor, n1: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Singular values and vectors of ``X = U_top diag(d) U_bottom^*`` from ``W = [U_top; U_bottom]``.
+
+    Cost ``O((n1 + n2) r^2)``: thin QRs ``U_top D^1/2 = Q_1 R_1``, ``U_bottom D^1/2 = Q_2 R_2``, then the
+    SVD of the small ``R_1 R_2^*``.  ``X`` is never formed.
+
+    Parameters
+    ----------
+    U : (B, n1 + n2, r)
+        ``W``, the stacked factors (:mod:`ptycho_app.lifting.asymmetric`).
+    d : (B, r) real, >= 0
+    n1 : int
+        Rows of the top block (``X`` is ``n1 x n2``).
+
+    Returns
+    -------
+    singular_values : (B, k) real, k = min(n1, n2, r)
+        Decreasing; those past ``#{d > 0}`` are exactly 0.
+    left : (B, n1, k)
+    right : (B, n2, k)
+        Orthonormal columns: ``X = left diag(singular_values) right^*``.
+    """
+    root = d.clamp_min(0).sqrt()[:, None, :].to(U.dtype)
+    Q1, R1 = torch.linalg.qr(U[:, :n1] * root)
+    Q2, R2 = torch.linalg.qr(U[:, n1:] * root)
+    left, values, right_h = torch.linalg.svd(R1 @ R2.mH, full_matrices=False)
+    k = min(values.shape[-1], U.shape[1] - n1, n1, U.shape[-1])
+    values, left, right = values[:, :k], left[:, :, :k], right_h.mH[:, :, :k]
+    active = (d > 0).sum(dim=1, keepdim=True)
+    positions = torch.arange(k, device=values.device)[None, :]
+    values = torch.where(positions < active, values, torch.zeros_like(values))
+    return values, Q1 @ left, Q2 @ right

@@ -4,12 +4,17 @@
 ``object``             (N, N) complex64      recovered object (FP results only), global phase free
 ``spectrum``           (N, N) complex64      its fftshifted spectrum: sqrt(lambda_1) x top eigvec
 ``eigenvalues``        (r,) float64          eigenvalues of X, decreasing (physical units)
+``singular_values``    (k,) float64          asymmetric sense results instead of ``eigenvalues``: singular
+                                             values of X = U_1 diag(scale d) U_2^*, k = min(n1, n2, r)
 ``loss``               (T + 1,) float64      1/2 ||A(X_k) - b||^2 of X_0 ... X_T
 ``factors/U``          (n, r) complex64      factor in normalized units (enough to resume)
 ``factors/d``          (r,) float64          diagonal in normalized units (ones for BM)
 ``reference``          (N, N) complex64      band-limited ground truth (simulated inputs only)
-``reference_matrix``   (n, n)                ground truth X (``sense`` results only)
+``reference_matrix``   (n, n)                ground truth X (``sense`` results only; (n1, n2) asymmetric)
 =====================  ====================  ====================================================
+
+Asymmetric sensing results (``problem`` ``asymmetric``, methods ``uv`` and ``udv``) store ``W = [U_1; U_2]``
+((n1 + n2, r)) as ``factors/U``, with attributes ``n1`` and ``n2``: ``X = U_1 diag(scale d) U_2^*``.
 
 Attributes: ``method`` (``solver`` in files before 0.2), ``preset`` and every solver option (``rank``,
 ``loss``, ``precondition``, ``momentum``, ``init``, ``step``, UDU's ``step_d`` and ``radius``, ...),
@@ -35,6 +40,8 @@ from .errors import InputFileError, hdf5_errors
 from .measurement import dataset_layout, has, open_hdf5, read_array
 
 REQUIRED = ("eigenvalues", "loss", "factors/U", "factors/d")
+#: Asymmetric results hold ``singular_values`` instead of ``eigenvalues``.
+SPECTRA = ("eigenvalues", "singular_values")
 OPTIONAL = ("object", "spectrum", "reference", "reference_matrix")
 
 
@@ -44,7 +51,8 @@ class Result:
 
     Attributes
     ----------
-    eigenvalues : (r,) float64
+    eigenvalues : (r,) float64 or None
+        None for asymmetric results, which hold ``singular_values`` instead.
     loss : (T + 1,) float64
     U : (n, r) complex or real
         Normalized factor.
@@ -55,8 +63,10 @@ class Result:
     object : (N, N) complex64 or None
     spectrum : (N, N) complex64 or None
     reference : (N, N) complex64 or None
-    reference_matrix : (n, n) or None
+    reference_matrix : (n, n) or (n1, n2) or None
     path : Path or None
+    singular_values : (k,) float64 or None
+        Asymmetric results: singular values of ``X = U_1 D U_2^*`` (``U`` is ``[U_1; U_2]``).
     """
 
     eigenvalues: np.ndarray
@@ -69,6 +79,20 @@ class Result:
     reference: np.ndarray | None = None
     reference_matrix: np.ndarray | None = None
     path: Path | None = None
+    singular_values: np.ndarray | None = None
+
+    @property
+    def spectral_values(self) -> np.ndarray:
+        """The eigenvalues, or the singular values of an asymmetric result."""
+        return self.eigenvalues if self.singular_values is None else self.singular_values
+
+    @property
+    def blocks(self) -> tuple | None:
+        """``(n1, n2)`` of an asymmetric result (``X = U[:n1] diag(d) U[n1:]^*``), else None."""
+        if self.singular_values is None:
+            return None
+        n1 = int(self.attrs.get("n1", 0))
+        return n1, self.U.shape[0] - n1
 
     @property
     def method(self) -> str:
@@ -94,7 +118,10 @@ def write_result(path, result: Result):
                 f[name] = np.asarray(value, dtype=np.complex64)
         if result.reference_matrix is not None:
             f["reference_matrix"] = result.reference_matrix
-        f["eigenvalues"] = np.asarray(result.eigenvalues, dtype=np.float64)
+        if result.singular_values is not None:
+            f["singular_values"] = np.asarray(result.singular_values, dtype=np.float64)
+        else:
+            f["eigenvalues"] = np.asarray(result.eigenvalues, dtype=np.float64)
         f["loss"] = np.asarray(result.loss, dtype=np.float64)
         f["factors/U"] = np.asarray(result.U)
         f["factors/d"] = np.asarray(result.d, dtype=np.float64)
@@ -126,12 +153,26 @@ def check_memory(f, path, names):
     require_memory(2 * total, f"{path}: reading the result")
 
 
-def check_shapes(path, eigenvalues, loss, U, d, optional):
-    """Check the datasets of a result against each other (a damaged or hand-edited file fails here)."""
+def check_shapes(path, eigenvalues, loss, U, d, optional, blocks=None):
+    """Check the datasets of a result against each other (a damaged or hand-edited file fails here).
+
+    ``blocks``: ``(n1, n2)`` of an asymmetric result, whose ``eigenvalues`` argument holds its singular values.
+    """
     n, r = U.shape
     if n < 1 or r < 1:
         raise InputFileError(path, f"expected an (n, r) factor with n, r >= 1, got shape {U.shape}", field="factors/U")
-    if eigenvalues.shape != (min(n, r),):
+    if blocks is not None:
+        n1, n2 = blocks
+        if n1 < 1 or n2 < 1:
+            raise InputFileError(path, f"attribute n1 = {n1} does not split factors/U's {n} rows", field="n1")
+        if eigenvalues.shape != (min(n1, n2, r),):
+            raise InputFileError(path, f"expected {min(n1, n2, r)} values (min(n1, n2, r)), got shape "
+                                 f"{eigenvalues.shape}", field="singular_values")
+        matrix = optional["reference_matrix"]
+        if matrix is not None and matrix.shape != (n1, n2):
+            raise InputFileError(path, f"expected shape ({n1}, {n2}), got {matrix.shape}", field="reference_matrix")
+        optional = {**optional, "reference_matrix": None}
+    elif eigenvalues.shape != (min(n, r),):
         raise InputFileError(path, f"expected {min(n, r)} values (min(n, r) of factors/U's shape {U.shape}), "
                              f"got shape {eigenvalues.shape}", field="eigenvalues")
     if len(loss) < 1:
@@ -163,19 +204,27 @@ def read_result(path) -> Result:
     """
     path = Path(path)
     with open_hdf5(path) as f:
-        for name in REQUIRED:
+        spectrum = "singular_values" if has(f, path, "singular_values") else "eigenvalues"
+        for name in (spectrum, *REQUIRED[1:]):
             if not has(f, path, name):
                 kind = "a measurement file" if has(f, path, "ptychogram") else "not a ptycho-app result"
                 raise InputFileError(path, f"missing ({kind}: expected {', '.join(REQUIRED)})", field=name)
         present = [name for name in OPTIONAL if has(f, path, name)]
-        check_memory(f, path, [*REQUIRED, *present])
-        eigenvalues = read_array(f, path, "eigenvalues", 1)
+        check_memory(f, path, [spectrum, *REQUIRED[1:], *present])
+        eigenvalues = read_array(f, path, spectrum, 1)
         loss = read_array(f, path, "loss", 1)
         U = read_array(f, path, "factors/U", 2, dtype_kind="complex")
         d = read_array(f, path, "factors/d", 1)
         attrs = read_attributes(f, path)
         optional = {name: (read_array(f, path, name, 2, dtype_kind="complex") if name in present else None)
                     for name in OPTIONAL}
-    check_shapes(path, eigenvalues, loss, U, d, optional)
-    return Result(eigenvalues=eigenvalues.astype(np.float64), loss=loss.astype(np.float64), U=U,
+    blocks = None
+    if spectrum == "singular_values":
+        n1 = attrs.get("n1")
+        if not isinstance(n1, (int, np.integer)):
+            raise InputFileError(path, "an asymmetric result needs the integer attribute n1 (rows of U_1)", field="n1")
+        blocks = (int(n1), U.shape[0] - int(n1))
+    check_shapes(path, eigenvalues, loss, U, d, optional, blocks)
+    values = {spectrum: eigenvalues.astype(np.float64)}
+    return Result(**{"eigenvalues": None, **values}, loss=loss.astype(np.float64), U=U,
                   d=d.astype(np.float64), attrs=attrs, path=path, **optional)

@@ -121,6 +121,8 @@ initial_factors = random_factors
 
 def check_options(operator: LiftedOperator, options: SolverOptions):
     """Raise ValueError for options the operator cannot serve (before any work starts)."""
+    for name in dict.fromkeys((options.method,) if isinstance(options.method, str) else options.method):
+        get_method(name).bind(operator)  # uv / udv need an asymmetric operator, bm / udu a symmetric one
     if not operator.has_frames:
         if options.precondition == "spectral":
             raise ValueError(f"the spectral preconditioner needs an FP operator; {type(operator).__name__} has "
@@ -232,7 +234,8 @@ def iterate(operator: LiftedOperator, b: torch.Tensor, options: SolverOptions, i
     groups = []
     for name in dict.fromkeys(method_names):
         rows = [k for k, m in enumerate(method_names) if m == name]
-        groups.append((get_method(name), slice(None) if len(rows) == batch else torch.tensor(rows, device=device)))
+        where = slice(None) if len(rows) == batch else torch.tensor(rows, device=device)
+        groups.append((get_method(name).bind(operator), where))
     radius = options.radius
     nesterov = options.momentum == "nesterov"
     adaptive = options.step_schedule == "adaptive"

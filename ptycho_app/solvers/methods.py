@@ -44,9 +44,22 @@ class Method:
         """Gradients of the loss in ``U`` (B, n, r) and ``d`` (B, r) (``None``: ``d`` is fixed)."""
         raise NotImplementedError
 
+    #: Whether the method factors a rectangular ``X = U D V^*`` (operators with ``blocks``,
+    #: :class:`~ptycho_app.lifting.asymmetric.AsymmetricSensing`) rather than a Hermitian ``X``.
+    asymmetric = False
+
     def project(self, U, d, radius):
         """The feasible point for ``(U, d)`` (in place allowed); returns ``(U, d)``."""
         return U, d
+
+    def bind(self, operator) -> "Method":
+        """The method as it runs on ``operator`` (ValueError when it does not fit the operator)."""
+        blocks = getattr(operator, "blocks", None)
+        if (blocks is not None) != self.asymmetric:
+            kind = "an asymmetric (U V^*) problem" if blocks is not None else "a symmetric (U U^*) problem"
+            fitting = [m.name for m in METHODS.values() if m.asymmetric == (blocks is not None)]
+            raise ValueError(f"method {self.name} does not fit {kind}; use {' or '.join(fitting)}")
+        return self
 
 
 class BurerMonteiro(Method):
@@ -77,8 +90,46 @@ class UDU(Method):
         return U * shrink, d.clamp(min=0)
 
 
+class UV(BurerMonteiro):
+    """UV: ``X = U V^*``, gradient descent on both factors from ``xi * randn`` (Soltanolkotabi, Stoger,
+    Xie 2023).  On the embedding ``W = [U; V]`` (:mod:`ptycho_app.lifting.asymmetric`) this is BM's
+    step: ``2 G W = [G_x V; G_x^* U]``."""
+
+    name = "uv"
+    title = "UV (X = U V^*)"
+    asymmetric = True
+
+
+class UDV(UDU):
+    """UDV: ``X = U diag(d) V^*``, ``||U||_F, ||V||_F <= radius / sqrt(2)``, ``d >= 0`` (Hou, Sra, Yurtsever 2025).
+
+    On ``W = [U; V]`` the gradients are UDU's (``2 G W diag(d) = [G_x V D; G_x^* U D]``,
+    ``diag(W^* G W) = Re diag(U^* G_x V)``); the projection scales ``U`` and ``V`` each into its own
+    ball of radius ``radius / sqrt(2)`` (so ``||W||_F <= radius``, UDU's normalization; the split
+    ``blocks`` comes from the operator by :meth:`bind`) and clips ``d`` at 0.
+    """
+
+    name = "udv"
+    title = "UDV (X = U D V^*)"
+    asymmetric = True
+    blocks = None
+
+    def bind(self, operator) -> "UDV":
+        super().bind(operator)
+        bound = UDV()
+        bound.blocks = tuple(operator.blocks)
+        return bound
+
+    def project(self, U, d, radius):
+        n1, block_radius = self.blocks[0], radius / 2**0.5  # ||W||_F <= radius, as UDU's U
+        top, bottom = U[:, :n1], U[:, n1:]
+        top = top * (block_radius / frobenius_norm(top)).clamp(max=1)
+        bottom = bottom * (block_radius / frobenius_norm(bottom)).clamp(max=1)
+        return torch.cat([top, bottom], dim=1), d.clamp(min=0)
+
+
 #: Registry: name -> method instance.
-METHODS = {method.name: method for method in (BurerMonteiro(), UDU())}
+METHODS = {method.name: method for method in (BurerMonteiro(), UDU(), UV(), UDV())}
 
 
 def get_method(name: str) -> Method:

@@ -35,6 +35,8 @@ DEFAULT_STEP = {
     ("bm", "amplitude"): 1.0, ("udu", "amplitude"): 0.25,
     ("bm", "poisson"): 1.0, ("udu", "poisson"): 0.25,
 }
+# the asymmetric methods are BM and UDU on the embedding W = [U; V] (ptycho_app.lifting.asymmetric)
+DEFAULT_STEP.update({({"bm": "uv", "udu": "udv"}[m], loss): step for (m, loss), step in list(DEFAULT_STEP.items())})
 #: Default normalized ``D`` steps (UDU) per loss.  The amplitude and Poisson ``d`` steps are in
 #: Gauss-Newton units: a slow ``d`` keeps ``U`` pressing against its ball while the scale is fitted,
 #: and that pressure collapses the surplus columns (0.3 fits faster and leaves lambda_2 / lambda_1
@@ -65,7 +67,8 @@ class SolverOptions:
     """
 
     method: str | tuple = _option("udu", "factorization: bm (X = U U^*) or udu (X = U D U^*, ||U||_F <= radius, "
-                                  "D >= 0); a list gives each problem of a batch its own", METHODS)
+                                  "D >= 0); uv / udv for asymmetric sensing (X = U V^* / U D V^*); a list gives "
+                                  "each problem of a batch its own", METHODS)
     rank: int = _option(4, "factor rank r (columns of U)")
     loss: str = _option("intensity", "data fit: intensity (the papers' 1/2||A(X)-b||^2), amplitude "
                         "(1/2||sqrt(A(X))-sqrt(b)||^2, what alternating projection fits) or poisson "
@@ -113,7 +116,7 @@ class SolverOptions:
         if self.step is None:
             steps = {DEFAULT_STEP[m, self.loss] for m in methods}
             self.step = steps.pop() if len(steps) == 1 else None  # mixed: per-method defaults
-        if self.step_d is None and "udu" in methods:
+        if self.step_d is None and any("step_d" in METHODS[m].records for m in methods):
             self.step_d = DEFAULT_STEP_D[self.loss]
         integers = {"rank": 1, "max_iters": 0, "yield_every": 1}
         for name, low in integers.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import numpy as np
 
 from .analysis import amplitude_psnr, amplitude_ssim, numerical_rank, relative_error
 from .io import atomic_path
+from .io.atomic import OutputFileError
 from .io.errors import InputFileError
 from .io.measurement import has, open_hdf5, read_measurement
 from .io.results import Result, read_result
@@ -147,17 +149,16 @@ def render_figure(input_name: str, group: list[Result]) -> bytes:
 
 
 def write_all_or_nothing(contents: dict):
-    """Write ``path -> bytes`` atomically, each file; if one fails, remove those this call wrote."""
-    written = []
-    try:
+    """Write ``path -> bytes`` so that every file is replaced or none is: each goes to its temporary
+    file first, and the temporary files are renamed onto their targets only once all are complete
+    (a failure removes them and leaves the earlier outputs as they were; only a rename that fails
+    after others succeeded, which the checks before writing make unlikely, leaves a mix)."""
+    for path in contents:  # what would fail at the renames, found before anything is written
+        if Path(path).is_dir():
+            raise OutputFileError(path, f"{path}: is a folder; nothing was written")
+    with contextlib.ExitStack() as stack:
         for path, data in contents.items():
-            with atomic_path(path, nbytes=len(data)) as tmp:
-                Path(tmp).write_bytes(data)
-            written.append(path)
-    except BaseException:
-        for path in written:
-            Path(path).unlink(missing_ok=True)
-        raise
+            Path(stack.enter_context(atomic_path(path, nbytes=len(data)))).write_bytes(data)
 
 
 def compare_results(paths, out_dir) -> dict:

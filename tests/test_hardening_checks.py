@@ -205,7 +205,48 @@ def test_compare_writes_everything_or_nothing(tmp_path, capsys):
     before = sorted(p.name for p in out.iterdir())
     assert main(["compare", str(result), "--out", str(out)]) != 0
     assert sorted(p.name for p in out.iterdir()) == before  # no JSON, no PNG left behind
-    assert "Traceback" not in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and ".part" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_failed_compare_keeps_the_earlier_outputs(tmp_path, capsys):
+    result = fake_result(tmp_path / "r" / "tile.bm.h5")
+    out = tmp_path / "report"
+    assert main(["compare", str(result), "--out", str(out)]) == 0
+    earlier = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert {"tile-metrics.json", "tile-metrics.md", "tile.comparison.png"} <= set(earlier)
+    (out / "tile-metrics.md").unlink()
+    (out / "tile-metrics.md").mkdir()  # now the second file cannot be written
+    del earlier["tile-metrics.md"]
+    assert main(["compare", str(result), "--out", str(out)]) != 0
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == earlier  # nothing removed or changed
+    capsys.readouterr()
+
+
+def test_a_write_failing_midway_leaves_the_earlier_outputs(tmp_path, capsys, monkeypatch):
+    import contextlib
+    import errno
+
+    import ptycho_app.report as report
+
+    result = fake_result(tmp_path / "r" / "tile.bm.h5")
+    out = tmp_path / "report"
+    assert main(["compare", str(result), "--out", str(out)]) == 0
+    earlier = {p.name: p.read_bytes() for p in out.iterdir()}
+    real_atomic_path = report.atomic_path
+
+    @contextlib.contextmanager
+    def full_disk_on_the_markdown(target, nbytes=0):
+        with real_atomic_path(target, nbytes) as tmp:
+            if str(target).endswith("-metrics.md"):  # the disk fills while the second file is written
+                raise OSError(errno.ENOSPC, "No space left on device")
+            yield tmp
+
+    monkeypatch.setattr(report, "atomic_path", full_disk_on_the_markdown)
+    monkeypatch.setattr(report, "render_figure", lambda *a, **k: b"\x89PNG new figure")
+    assert main(["compare", str(result), "--out", str(out)]) != 0
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == earlier  # all old, no temporary files
+    assert "no space left" in capsys.readouterr().err
 
 
 def test_seconds_per_iteration_uses_totals_after_resume(tmp_path):

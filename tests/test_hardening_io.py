@@ -411,13 +411,19 @@ def test_stale_temporary_files_are_removed_unless_in_use(tmp_path):
         assert holder.stdout.readline().strip() == "locked"  # a running process writes b.h5
         stale_part, stale_lock = folder / ".a.h5.k3j_x9q2.part", folder / ".c.h5.lock"
         busy_part, new_part = folder / ".b.h5.zz81ab_c.part", folder / ".d.h5.newnew12.part"
-        for path in (stale_part, stale_lock, busy_part, new_part):
+        for path in (stale_part, busy_part, new_part):
             path.write_bytes(b"left by kill -9")
+        stale_lock.write_bytes(b"12345\n")  # what a killed ptycho-app leaves: its pid
+        # other programs' hidden files of the same endings are not ours to remove
+        foreign_lock, foreign_part = folder / ".notes.lock", folder / ".draft.part"
+        foreign_lock.write_bytes(b"editor session")
+        foreign_part.write_bytes(b"someone else's")
         old = atomic.PROCESS_START - 3600
-        for path in (stale_part, stale_lock, busy_part, folder / ".b.h5.lock"):
+        for path in (stale_part, stale_lock, busy_part, folder / ".b.h5.lock", foreign_lock, foreign_part):
             os.utime(path, (old, old))
         remove_stale(folder)
-        assert leftovers(folder) == sorted([busy_part.name, ".b.h5.lock", new_part.name])
+        assert leftovers(folder) == sorted([busy_part.name, ".b.h5.lock", new_part.name, foreign_lock.name,
+                                            foreign_part.name])
     finally:
         holder.kill()
         holder.wait()

@@ -16,6 +16,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -196,11 +197,29 @@ def _target_of(name: str, suffix: str) -> str:
     return inner.rsplit(".", 1)[0] if suffix == ".part" else inner
 
 
+#: Temporary files as :func:`atomic_path` names them (``mkstemp``: ``.<output>.<8 random characters>.part``).
+OUR_PART = re.compile(r"^\..+\.[a-z0-9_]{8}\.part$")
+
+
+def _is_ours(path: Path, suffix: str) -> bool:
+    """Whether a hidden ``.part`` / ``.lock`` file has the shape ptycho-app gives its own (a temporary
+    name from :func:`atomic_path`; a lock file holding nothing or a process id), so that other
+    programs' files in the folder are never removed."""
+    if suffix == ".part":
+        return bool(OUR_PART.match(path.name))
+    try:
+        with open(path, "rb") as handle:
+            text = handle.read(64).strip()
+    except OSError:
+        return False
+    return text == b"" or text.isdigit()
+
+
 def remove_stale(folder):
     """Remove the temporary and lock files a killed ptycho-app process left in ``folder``.
 
-    A file is stale when its output is not locked and it is older than this process; each folder
-    is looked at once per process.
+    A file is stale when it has the shape of ptycho-app's own (:func:`_is_ours`), its output is not
+    locked and it is older than this process; each folder is looked at once per process.
     """
     key = os.path.realpath(folder)
     if key in _cleaned or not os.path.isdir(folder):
@@ -209,6 +228,8 @@ def remove_stale(folder):
     folder = Path(folder)
     for suffix in (".part", ".lock"):
         for leftover in folder.glob(f".*{suffix}"):
+            if not _is_ours(leftover, suffix):
+                continue
             try:
                 if leftover.stat().st_mtime >= PROCESS_START:
                     continue
@@ -306,6 +327,9 @@ def atomic_path(target, nbytes: int = 0):
                     os.unlink(tmp)
             if isinstance(error, OSError) and error.errno in NO_SPACE:
                 raise no_space_error(target) from None
+            if isinstance(error, OSError):  # one line naming the output, not the temporary file
+                raise OutputFileError(target, f"{target}: not written ({error.strerror or error}); an existing "
+                                      f"{target.name} is unchanged") from None
             raise
 
 

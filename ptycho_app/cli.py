@@ -524,6 +524,7 @@ def run_command_line(argv=None) -> int:
 
     previous = warnings.showwarning
     warnings.showwarning = show_warning
+    sigint_before_message = None
     try:
         with progress_records(getattr(args, "no_progress", False)):
             COMMANDS[args.command](args)
@@ -539,6 +540,8 @@ def run_command_line(argv=None) -> int:
         print(f"ptycho-app {args.command}: error: {error}", file=sys.stderr)
         return 2
     except Interrupted as interrupted:  # reconstruct: which result files were written, which not
+        # this message is the final word: a further Ctrl-C must not add a second, different one
+        sigint_before_message = signal.signal(signal.SIGINT, signal.SIG_IGN)
         print(f"ptycho-app {args.command}: {interrupted}", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
@@ -547,6 +550,8 @@ def run_command_line(argv=None) -> int:
     finally:
         warnings.showwarning = previous
         release_outputs()
+        if sigint_before_message is not None:
+            signal.signal(signal.SIGINT, sigint_before_message)
     return 0
 
 

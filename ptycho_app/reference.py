@@ -141,10 +141,13 @@ def relative_error(X, reference) -> float:
     return float(np.linalg.norm(np.asarray(X) - reference) / np.linalg.norm(reference))
 
 
-def check_reference(reference, problem: str, is_complex: bool):
+def check_reference(reference, problem: str, is_complex: bool, noise: float = 0.0):
     """Refuse (one line, before any work) a ``--reference`` that the problem cannot have; needs cvxpy."""
     if reference != "nuclear":
         raise ValueError(f"--reference must be nuclear, got {reference!r}")
+    if noise > 0:  # A(X) = b may have no PSD solution, and the solve would be lost after it ran
+        raise ValueError(f"--reference nuclear is for noise-free data (min ||X||_* subject to A(X) = b); got "
+                         f"--noise {noise:g}")
     if problem != "sensing" or is_complex:
         raise ValueError("--reference nuclear is for real Gaussian sensing: use --problem sensing without --complex "
                          f"(got --problem {problem}{' --complex' if is_complex else ''})")

@@ -68,7 +68,7 @@ def run_sense(problem="completion", n=100, truth_rank=3, measurements=None, nois
     """
     run = run or RunOptions(preset=DEFAULT_PRESET["sense"], precision="double")
     if reference is not None:
-        check_reference(reference, problem, is_complex)
+        check_reference(reference, problem, is_complex, noise)
     if problem == "asymmetric":  # U V^* / U D V^* of an (n1, n2) matrix: ptycho_app.sense_asymmetric
         from .sense_asymmetric import run_asymmetric
 

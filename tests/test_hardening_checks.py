@@ -119,6 +119,16 @@ def test_solver_failure_names_collapse_and_the_steps():
     assert solver_failure(U, torch.ones(2, 2), torch.ones(2), torch.ones(2), options, ("udu", "udu")) is None
 
 
+def test_solver_failure_sees_an_asymmetric_collapse_in_v_alone():
+    U = torch.ones(2, 5, 2)
+    U[:, 3:] = 0  # W = [U; V] with n1 = 3: V = 0, so X = U D V^* = 0 though U and d are not
+    d = torch.ones(2, 2)
+    options = SolverOptions(method="udv", step_d=1e9)
+    what, advice = solver_failure(U, d, torch.ones(2), torch.ones(2), options, ("udv", "udv"), blocks=(3, 2))
+    assert "collapsed to zero" in what and "--step-d, now 1e+09" in advice
+    assert solver_failure(U, d, torch.ones(2), torch.ones(2), options, ("udv", "udv")) is None  # as X = W D W^*
+
+
 def test_a_huge_d_step_is_reported_not_returned(fp_problem):
     operator, b = fp_problem
     options = SolverOptions(method="udu", step_d=1e9, max_iters=60, yield_every=5)

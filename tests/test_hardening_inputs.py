@@ -322,7 +322,7 @@ def entry_point_command():
 def importing_torch(pid) -> bool:
     """Whether the process has started loading torch (its shared libraries are mapped)."""
     try:
-        return "torch" in Path(f"/proc/{pid}/maps").read_text()
+        return "libtorch" in Path(f"/proc/{pid}/maps").read_text()  # torch's own library, not a path
     except OSError:
         return False
 

@@ -66,6 +66,14 @@ def test_reference_on_other_problems_is_one_line_error(capsys, tmp_path):
     assert code == 2 and len(err.splitlines()) == 1 and "--problem sensing" in err
 
 
+def test_reference_with_noise_is_refused_before_the_solve(capsys, tmp_path):
+    code = main(["sense", "--problem", "sensing", "--n", "8", "--truth-rank", "1", "--noise", "0.01",
+                 "--reference", "nuclear", "--out", str(tmp_path / "out"), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "noise-free" in err
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
 @needs_cvxpy
 def test_cli_reports_each_method_against_the_reference(capsys, tmp_path):
     code = main(["sense", "--problem", "sensing", "--n", "8", "--truth-rank", "1", "--reference", "nuclear",

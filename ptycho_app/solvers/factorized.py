@@ -132,7 +132,8 @@ def check_options(operator: LiftedOperator, options: SolverOptions):
                              "(use init 'random' or 'spectral')")
 
 
-def solver_failure(U, d, loss, relative, options: SolverOptions, method_names) -> tuple[str, str] | None:
+def solver_failure(U, d, loss, relative, options: SolverOptions, method_names, blocks=None
+                   ) -> tuple[str, str] | None:
     """What went wrong at a yield, as ``(what, advice)``, or None when every problem is sound.
 
     A problem fails when its loss or factors are not finite, its relative residual exceeds
@@ -141,7 +142,12 @@ def solver_failure(U, d, loss, relative, options: SolverOptions, method_names) -
     ``xi``, else the steps.
     """
     diverged = ~(torch.isfinite(loss) & torch.isfinite(U).flatten(1).all(dim=1)) | ~(relative <= DIVERGED_RESIDUAL)
-    collapsed = ~diverged & ((d.clamp_min(0) * U.abs().square().sum(dim=1)).sum(dim=1) == 0)
+    energy = d.clamp_min(0) * U.abs().square().sum(dim=1)  # (B, r): trace of X = U D U^* per column
+    if blocks is not None:  # asymmetric X = U D V^* (rows of U then V): zero when U's or V's part is
+        n1 = blocks[0]
+        energy = (d.clamp_min(0) * U[:, :n1].abs().square().sum(dim=1).sqrt()
+                  * U[:, n1:].abs().square().sum(dim=1).sqrt())
+    collapsed = ~diverged & (energy.sum(dim=1) == 0)
     if not bool((diverged | collapsed).any()):
         return None
     bad = diverged if bool(diverged.any()) else collapsed
@@ -149,7 +155,7 @@ def solver_failure(U, d, loss, relative, options: SolverOptions, method_names) -
     what = (f"problem(s) {problems} diverged (loss or residual non-finite or above {DIVERGED_RESIDUAL:g} "
             "times ||b||)" if bad is diverged else f"X of problem(s) {problems} collapsed to zero (all eigenvalues 0)")
     steps = options.steps(len(method_names))
-    udu = [k for k in problems if method_names[k] == "udu"]
+    udu = [k for k in problems if "step_d" in get_method(method_names[k]).records]  # UDU, UDV
     xi_used = options.init == "random" or options.rank > 1  # guided starts: xi sizes the extra columns
     if bad is diverged and xi_used and options.xi > LARGE_XI:
         return what, f"lower xi (--xi, now {options.xi:g}; the solution's trace is about 1 in these units)"
@@ -285,7 +291,8 @@ def iterate(operator: LiftedOperator, b: torch.Tensor, options: SolverOptions, i
             if watching_plateau and bool(off_plateau.all()):
                 watching_plateau = False
         if yielding:
-            failure = solver_failure(U, d, losses[k], relative, options, method_names)
+            failure = solver_failure(U, d, losses[k], relative, options, method_names,
+                                     getattr(operator, "blocks", None))
             if failure is not None:
                 since = last_good.iteration if last_good is not None else 0
                 raise SolverDivergedError(f"{failure[0]} between iterations {since} and {k}: {failure[1]}",

@@ -19,24 +19,17 @@ import math
 import torch
 from torch import nn
 
-
-def _orthonormal_core(U, V):
-    """QR of the factors: ``U = Qu Ru``, ``V = Qv Rv`` (reduced).
-
-    Returns ``Qu (in, p) , Ru (p, k), Qv (out, q), Rv (q, k)`` with ``p = min(in, k)``, ``q = min(out, k)``.
-    """
-    Qu, Ru = torch.linalg.qr(U)
-    Qv, Rv = torch.linalg.qr(V)
-    return Qu, Ru, Qv, Rv
+from .analysis import factor_svd
 
 
 def _factored_svd(U, w, V):
-    """SVD of ``V diag(w) U^T`` from its factors in O((in + out) k^2).
+    """SVD of ``V diag(w) U^T`` from its factors in O((in + out) k^2), by the solvers' own
+    :func:`ptycho_app.analysis.factor_svd` (the stacked factor ``[V; U]``, ``d = w``).
 
     Parameters
     ----------
     U : (in, k) real tensor
-    w : (k,) real tensor, or None for ``diag(w) = I``
+    w : (k,) real tensor, >= 0, or None for ``diag(w) = I``
     V : (out, k) real tensor
 
     Returns
@@ -48,10 +41,9 @@ def _factored_svd(U, w, V):
     right : (in, s) real tensor
         Right singular vectors.
     """
-    Qu, Ru, Qv, Rv = _orthonormal_core(U, V)
-    core = Rv * w if w is not None else Rv  # (q, k): Rv diag(w)
-    P, sigma, Qt = torch.linalg.svd(core @ Ru.T, full_matrices=False)  # (q, p) matrix: a small SVD
-    return Qv @ P, sigma, Qu @ Qt.T
+    weights = torch.ones(U.shape[1], dtype=U.dtype, device=U.device) if w is None else w
+    sigma, left, right = factor_svd(torch.cat([V, U])[None], weights[None], V.shape[0])
+    return left[0], sigma[0], right[0]
 
 
 class UDVLinear(nn.Module):

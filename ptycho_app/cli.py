@@ -73,13 +73,15 @@ def add_run_options(group, kind="fp", defaults: dict | None = None, skip=()):
 
 
 def add_solver_options(parser, skip=(), title="solver (normalized units, see docs/solvers.md)", shown=None,
-                       presets=None):
+                       presets=None, kind="fp"):
     """Every :class:`SolverOptions` field as a flag, help and choices from the dataclass.
 
     Defaults are None (the preset's value holds); the help shows the value of each preset offered
-    (``presets``, default all), or ``shown[name]`` where a command fills a default in itself.
+    (``presets``, default all), or ``shown[name]`` where a command fills a default in itself; default
+    steps are shown for the methods the ``kind`` of problem offers (``PROBLEM_METHODS``).
     """
-    from .solvers import METHODS, PRESETS, SolverOptions
+    from .session import PROBLEM_METHODS
+    from .solvers import PRESETS, SolverOptions
     from .solvers.options import fields_by_name
 
     group = parser.add_argument_group(title)
@@ -92,7 +94,8 @@ def add_solver_options(parser, skip=(), title="solver (normalized units, see doc
             shown_text = shown[name]
         elif name == "step":
             shown_text = "; ".join(f"{preset} " + ", ".join(
-                f"{method.upper()} {SolverOptions.preset(preset, method=method).step:g}" for method in METHODS)
+                f"{method.upper()} {SolverOptions.preset(preset, method=method).step:g}"
+                for method in PROBLEM_METHODS[kind] if method != "both")
                 for preset in presets)
         elif len(set(map(str, values.values()))) == 1:
             shown_text = str(next(iter(values.values())))
@@ -246,7 +249,8 @@ def get_parser() -> argparse.ArgumentParser:
     add_progress_option(sense)
     add_run_options(sense.add_argument_group("run"), kind="sense", defaults={"precision": "double"},
                     skip=("device",))
-    add_solver_options(sense, shown={"rank": "n, the papers' full-rank factor"}, presets=PROBLEM_PRESETS["sense"])
+    add_solver_options(sense, shown={"rank": "n, the papers' full-rank factor"}, presets=PROBLEM_PRESETS["sense"],
+                       kind="sense")
 
     # ---- demo ----------------------------------------------------------------------------------
     demo = commands.add_parser("demo", help="simulate a small FP acquisition, reconstruct it with "

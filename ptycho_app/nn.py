@@ -57,7 +57,9 @@ class UDVLinear(nn.Module):
     bias : bool
         Whether to add a learned bias ``b`` (``(out_features,)``, starts at 0).
     radius : float
-        Radius of the Frobenius balls of ``U`` and ``V`` (:meth:`project_`).
+        Radius of the Frobenius balls of ``U`` and ``V`` (:meth:`project_`), each its own, as in the
+        authors' layer.  (The solvers' ``udv`` method uses ``radius / sqrt 2`` per factor instead, so that
+        the stacked ``[U; V]`` has UDU's scale; see ``ptycho_app.solvers.methods.UDV``.)
     xi : float or None
         Size of the start: ``U, V = xi * G / ||G||_F`` with ``G`` standard Gaussian (the authors'
         start) and ``w = 1``.  ``None``: ``xi = radius``, the start on the balls' spheres.

@@ -46,7 +46,55 @@ def _factored_svd(U, w, V):
     return left[0], sigma[0], right[0]
 
 
-class UDVLinear(nn.Module):
+class _FactorizedLinear(nn.Module):
+    """What :class:`UDVLinear` and :class:`UVLinear` share: parameters ``U (in, k)``, ``V (out, k)`` and
+    optional ``bias``; subclasses give the diagonal (:meth:`_diagonal`) and how a smaller layer holds a
+    truncated SVD (:meth:`_from_svd`)."""
+
+    @property
+    def units(self) -> int:
+        """``k``, the number of units."""
+        return self.U.shape[1]
+
+    def _diagonal(self):
+        """``w`` of ``V diag(w) U^T`` (None: the identity)."""
+        return None
+
+    def _from_svd(self, left, sigma, right):
+        """A new layer of ``len(sigma)`` units computing ``left diag(sigma) right^T`` (bias not set)."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def singular_values(self):
+        """Singular values of the layer's matrix, descending, ``(min(in, out, k),)``, from the factors in
+        O((in + out) k^2) (QR of ``U`` and ``V``, then a small SVD)."""
+        return _factored_svd(self.U, self._diagonal(), self.V)[1]
+
+    @torch.no_grad()
+    def truncate(self, rank):
+        """A new layer of the same kind with ``rank`` units computing the rank-``rank`` truncated SVD of
+        this layer's matrix (same bias)."""
+        left, sigma, right = _factored_svd(self.U, self._diagonal(), self.V)
+        rank = int(rank)
+        if not 1 <= rank <= len(sigma):
+            raise ValueError(f"rank must be in 1..{len(sigma)}, got {rank}")
+        layer = self._from_svd(left[:, :rank], sigma[:rank], right[:, :rank])
+        if self.bias is not None:
+            layer.bias.copy_(self.bias)
+        return layer.to(self.U.device)
+
+    def prune(self, threshold):
+        """Drop the units whose singular value is at most ``threshold``: a new layer of the kept rank
+        (:meth:`truncate`; at least one unit is kept)."""
+        return self.truncate(max(1, int((self.singular_values() > threshold).sum())))
+
+    def numerical_rank(self, rtol=1e-6):
+        """Number of singular values above ``rtol * sigma_1``."""
+        sigma = self.singular_values()
+        return int((sigma > rtol * sigma[0]).sum())
+
+
+class UDVLinear(_FactorizedLinear):
     """``x -> V diag(w) U^T x (+ b)``: a linear layer of ``k`` units, ``U``, ``V`` in Frobenius balls, ``w >= 0``.
 
     Parameters
@@ -90,11 +138,6 @@ class UDVLinear(nn.Module):
         self.w = nn.Parameter(torch.ones(units, dtype=dtype))
         self.bias = nn.Parameter(torch.zeros(out_features, dtype=dtype)) if bias else None
 
-    @property
-    def units(self) -> int:
-        """``k``, the number of units."""
-        return self.w.shape[0]
-
     def forward(self, x):
         """``(B, in_features) -> (B, out_features)``: ``((x U) * w) V^T + b``."""
         y = ((x @ self.U) * self.w) @ self.V.T
@@ -115,43 +158,22 @@ class UDVLinear(nn.Module):
         self.w.clamp_(min=0)
         return self
 
-    @torch.no_grad()
-    def singular_values(self):
-        """Singular values of ``V diag(w) U^T``, descending, ``(min(in, out, k),)``, from the factors in
-        O((in + out) k^2) (QR of ``U`` and ``V``, then a small SVD)."""
-        return _factored_svd(self.U, self.w, self.V)[1]
+    def _diagonal(self):
+        return self.w
 
-    @torch.no_grad()
-    def truncate(self, rank):
-        """A new :class:`UDVLinear` of ``rank`` units computing the rank-``rank`` truncated SVD of this
-        layer's matrix (same bias): ``U``, ``V`` the singular vectors scaled onto the balls' spheres
-        (``radius / sqrt(rank)`` each), ``w`` the singular values times ``rank / radius^2``."""
-        left, sigma, right = _factored_svd(self.U, self.w, self.V)
-        rank = int(rank)
-        if not 1 <= rank <= len(sigma):
-            raise ValueError(f"rank must be in 1..{len(sigma)}, got {rank}")
-        scale = self.radius / math.sqrt(rank)
-        layer = UDVLinear(self.in_features, self.out_features, rank, bias=self.bias is not None,
+    def _from_svd(self, left, sigma, right):
+        """``U``, ``V`` the singular vectors scaled onto the balls' spheres (``radius / sqrt(rank)``
+        each), ``w`` the singular values times ``rank / radius^2``."""
+        scale = self.radius / math.sqrt(len(sigma))
+        layer = UDVLinear(self.in_features, self.out_features, len(sigma), bias=self.bias is not None,
                           radius=self.radius, dtype=self.w.dtype)
-        layer.U.copy_(right[:, :rank] * scale)
-        layer.V.copy_(left[:, :rank] * scale)
-        layer.w.copy_(sigma[:rank] / scale**2)
-        if self.bias is not None:
-            layer.bias.copy_(self.bias)
-        return layer.to(self.w.device)
-
-    def prune(self, threshold):
-        """Drop the units whose singular value is at most ``threshold``: a new :class:`UDVLinear` of the
-        kept rank (:meth:`truncate`; at least one unit is kept)."""
-        return self.truncate(max(1, int((self.singular_values() > threshold).sum())))
-
-    def numerical_rank(self, rtol=1e-6):
-        """Number of singular values above ``rtol * sigma_1``."""
-        sigma = self.singular_values()
-        return int((sigma > rtol * sigma[0]).sum())
+        layer.U.copy_(right * scale)
+        layer.V.copy_(left * scale)
+        layer.w.copy_(sigma / scale**2)
+        return layer
 
 
-class UVLinear(nn.Module):
+class UVLinear(_FactorizedLinear):
     """``x -> V U^T x (+ b)``: the unconstrained factorized layer of ``k`` units (the comparison).
 
     Parameters
@@ -182,11 +204,6 @@ class UVLinear(nn.Module):
         self.U, self.V = nn.Parameter(U), nn.Parameter(V)
         self.bias = nn.Parameter(torch.zeros(out_features, dtype=dtype)) if bias else None
 
-    @property
-    def units(self) -> int:
-        """``k``, the number of units."""
-        return self.U.shape[1]
-
     def forward(self, x):
         """``(B, in_features) -> (B, out_features)``."""
         y = (x @ self.U) @ self.V.T
@@ -200,33 +217,11 @@ class UVLinear(nn.Module):
         """Nothing to project (unconstrained); here so that both layers train with the same loop."""
         return self
 
-    @torch.no_grad()
-    def singular_values(self):
-        """Singular values of ``V U^T``, descending, ``(min(in, out, k),)``, from the factors (QR + small SVD)."""
-        return _factored_svd(self.U, None, self.V)[1]
-
-    @torch.no_grad()
-    def truncate(self, rank):
-        """A new :class:`UVLinear` of ``rank`` units computing the rank-``rank`` truncated SVD of this
-        layer's matrix (same bias), balanced: ``U = right sqrt(sigma)``, ``V = left sqrt(sigma)``."""
-        left, sigma, right = _factored_svd(self.U, None, self.V)
-        rank = int(rank)
-        if not 1 <= rank <= len(sigma):
-            raise ValueError(f"rank must be in 1..{len(sigma)}, got {rank}")
-        root = sigma[:rank].sqrt()
-        layer = UVLinear(self.in_features, self.out_features, rank, bias=self.bias is not None, dtype=self.U.dtype)
-        layer.U.copy_(right[:, :rank] * root)
-        layer.V.copy_(left[:, :rank] * root)
-        if self.bias is not None:
-            layer.bias.copy_(self.bias)
-        return layer.to(self.U.device)
-
-    def prune(self, threshold):
-        """Drop the units whose singular value is at most ``threshold``: a new :class:`UVLinear` of the
-        kept rank (:meth:`truncate`; at least one unit is kept)."""
-        return self.truncate(max(1, int((self.singular_values() > threshold).sum())))
-
-    def numerical_rank(self, rtol=1e-6):
-        """Number of singular values above ``rtol * sigma_1``."""
-        sigma = self.singular_values()
-        return int((sigma > rtol * sigma[0]).sum())
+    def _from_svd(self, left, sigma, right):
+        """Balanced: ``U = right sqrt(sigma)``, ``V = left sqrt(sigma)``."""
+        layer = UVLinear(self.in_features, self.out_features, len(sigma), bias=self.bias is not None,
+                         dtype=self.U.dtype)
+        root = sigma.sqrt()
+        layer.U.copy_(right * root)
+        layer.V.copy_(left * root)
+        return layer

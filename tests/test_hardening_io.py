@@ -194,6 +194,14 @@ def test_reconstruct_refuses_to_replace_results_without_resume_or_overwrite(meas
     assert leftovers(out) == []
 
 
+def lock_holder(target) -> subprocess.Popen:
+    """Another process holding ``target``'s output lock for a minute; it prints ``locked`` once it has it."""
+    return subprocess.Popen([sys.executable, "-c", "import sys, time\n"
+                             "from ptycho_app.io.atomic import output_lock\n"
+                             "with output_lock(sys.argv[1]):\n    print('locked', flush=True); time.sleep(60)",
+                             str(target)], stdout=subprocess.PIPE, text=True, env=ENV)
+
+
 def test_a_second_process_is_refused_while_an_output_is_locked(measurement, tmp_path):
     with output_lock(measurement):
         assert lock_path(measurement).read_text().strip() == str(os.getpid())
@@ -206,10 +214,7 @@ def test_a_second_process_is_refused_while_an_output_is_locked(measurement, tmp_
 def test_a_running_reconstruction_locks_its_results_until_it_ends(measurement, tmp_path, capsys):
     out = tmp_path / "r"
     out.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\n"
-                               "from ptycho_app.io.atomic import output_lock\n"
-                               "with output_lock(sys.argv[1]):\n    print('locked', flush=True); time.sleep(60)",
-                               str(out / "a.udu.h5")], stdout=subprocess.PIPE, text=True, env=ENV)
+    holder = lock_holder(out / "a.udu.h5")
     try:
         assert holder.stdout.readline().strip() == "locked"
         assert reconstruct(measurement, "--method", "udu", "--iters", "5", "--out", out, "--resume") == 2
@@ -403,10 +408,7 @@ def test_too_little_free_space_is_refused_before_solving(measurement, tmp_path, 
 def test_stale_temporary_files_are_removed_unless_in_use(tmp_path):
     folder = tmp_path / "out"
     folder.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\n"
-                               "from ptycho_app.io.atomic import output_lock\n"
-                               "with output_lock(sys.argv[1]):\n    print('locked', flush=True); time.sleep(60)",
-                               str(folder / "b.h5")], stdout=subprocess.PIPE, text=True, env=ENV)
+    holder = lock_holder(folder / "b.h5")
     try:
         assert holder.stdout.readline().strip() == "locked"  # a running process writes b.h5
         stale_part, stale_lock = folder / ".a.h5.k3j_x9q2.part", folder / ".c.h5.lock"

@@ -35,14 +35,20 @@ class LiftedFP(QuadraticLifted):
     frames_per_block : int, optional
         Frames per block. Default: as many as keep one work buffer below :data:`BLOCK_BYTES`
         (all 121 frames of FP-256 up to rank 16; 32 frames of FP-1024 at rank 8).
+    pupils : (L, M, M) complex, optional
+        One transfer function per frame (see :class:`~ptycho_app.physics.FPMeasurement`).
+
+    The pupils the fused pass uses can be replaced between iterations, per frame and per problem,
+    by :meth:`set_pupils` (pupil recovery, brightness, sub-pixel illumination): they live on the
+    union of the frames' supports, so the cost per iteration does not change.
     """
 
     has_frames = True
 
     def __init__(self, acquisition: Acquisition, device="cpu", dtype=torch.complex64,
-                 frames_per_block: int | None = None):
+                 frames_per_block: int | None = None, pupils=None):
         super().__init__(FPMeasurement(acquisition, device=device, dtype=dtype,
-                                       frames_per_block=frames_per_block))
+                                       frames_per_block=frames_per_block, pupils=pupils))
         self.acquisition = acquisition
         self.frames_per_block = frames_per_block
         if self.device.type == "cpu":
@@ -52,12 +58,58 @@ class LiftedFP(QuadraticLifted):
         # gathered and scattered; the rest of the window buffer stays zero.
         lin = self.linear
         M = lin.frame_size
-        support = torch.nonzero(lin.pupil_forward.reshape(-1) != 0).flatten()
-        self._support = support  # (K,) positions in the (ifftshifted) M x M window
+        # union of the frames' supports, (K,) positions in the (ifftshifted) M x M window
+        support = torch.nonzero((lin.pupil_forward.reshape(-1, M * M) != 0).any(dim=0)).flatten()
+        self._support = support
         self._support_index = lin.window_index.reshape(lin.n_frames, M * M)[:, support]  # (L, K) spectrum
-        # ifft2 with norm="forward" skips the 1/M^2 pass; the pupil carries it instead
-        self._pupil_in = lin.pupil_forward.reshape(-1)[support] / M**2
-        self._pupil_out = lin.pupil_adjoint.reshape(-1)[support]
+        self.set_pupils(None)
+        #: When True, :meth:`evaluate` also leaves, at no extra FFT, per problem and frame on the
+        #: support (:meth:`support_to_window` puts them on the window grid):
+        #: ``pupil_gradient`` (B, L, K) complex, ``d loss / d conj(P_l)`` in the unscaled pupil
+        #: ``P_l`` of :meth:`set_pupils` (``d loss = 2 Re <pupil_gradient, d P>``), and
+        #: ``pupil_energy`` (B, L, K) real, ``c^2 sum_r d_r |window_l(u_r)|^2`` (``c = 1 / N^2``), the
+        #: object's energy behind each pupil pixel (ePIE's pupil-step normalizer).
+        self.record_pupil_terms = False
+        self.pupil_gradient = self.pupil_energy = None
+
+    def set_pupils(self, pupils=None):
+        """Use other transfer functions from now on (in :meth:`evaluate` and every other pass).
+
+        Parameters
+        ----------
+        pupils : (B, L, M, M) or (L, M, M) or (M, M) complex array or tensor, optional
+            Per problem and/or per frame, window layout with DC at ``M // 2`` (as
+            ``Acquisition.pupil_function``), unscaled.  Values off the operator's support (the
+            union of the frames' pupils it was built with) are set to zero.  None: keep the
+            current ones.
+        """
+        lin, M = self.linear, self.linear.frame_size
+        support = self._support
+        if pupils is not None:
+            inside = torch.zeros(M * M, dtype=torch.bool, device=self.device)
+            inside[support] = True
+            inside = torch.fft.fftshift(inside.reshape(M, M))  # window layout, DC at M // 2
+            pupils = torch.as_tensor(pupils, device=self.device).to(self.dtype) * inside
+            lin.set_pupils(pupils)
+        # (P, L, K), P = 1 or B; ifft2 with norm="forward" skips the 1/M^2 pass: the pupil carries it
+        self._pupil_in = self._on_support(lin.pupil_forward) / M**2
+        self._pupil_out = self._on_support(lin.pupil_adjoint)
+
+    def support_to_window(self, values: torch.Tensor) -> torch.Tensor:
+        """(..., K) values on the support -> (..., M, M) on the window grid (DC at ``M // 2``, zero
+        off the support), the layout of :meth:`set_pupils`."""
+        M = self.linear.frame_size
+        window = torch.zeros(*values.shape[:-1], M * M, dtype=values.dtype, device=values.device)
+        window[..., self._support] = values
+        return torch.fft.fftshift(window.reshape(*values.shape[:-1], M, M), dim=(-2, -1))
+
+    def _on_support(self, pupil):
+        """(M, M), (L, M, M) or (B, L, M, M) ifftshifted pupils -> (1 or B, L, K) on the support."""
+        M, L = self.linear.frame_size, self.linear.n_frames
+        flat = pupil.reshape(*pupil.shape[:-2], M * M)[..., self._support]
+        while flat.dim() < 3:
+            flat = flat.unsqueeze(0)
+        return flat.expand(-1, L, -1)
 
     def _buffer(self, name, shape, dtype, zero=False):
         """A persistent work buffer per name and shape (``zero``: zero-filled when created)."""
@@ -107,6 +159,11 @@ class LiftedFP(QuadraticLifted):
         # BM (d = 1) skips a pass; checked on the CPU only, where reading d costs no device sync
         unit_weights = d.device.type == "cpu" and bool((d == 1).all())
         K = len(self._support)
+        pupil_terms = self.record_pupil_terms
+        if pupil_terms:
+            self.pupil_gradient = torch.empty(batch, lin.n_frames, K, dtype=U.dtype, device=U.device)
+            self.pupil_energy = torch.empty(batch, lin.n_frames, K, dtype=b.dtype, device=U.device)
+            pupil_scale = (M / lin.grid_size) ** 2 / M**2
         for block in self.work_blocks(batch, rank):
             frames = block.stop - block.start
             shape = (batch, rank, frames, M, M)
@@ -115,7 +172,8 @@ class LiftedFP(QuadraticLifted):
             power = self._buffer("power", shape, b.dtype)
             # forward: gather the windows on the pupil's support, apply the pupil, inverse FFT
             gathered = torch.gather(columns, -1, index.expand(batch, rank, -1)).view(batch, rank, frames, K)
-            gathered.mul_(self._pupil_in)
+            raw = gathered.clone() if pupil_terms else None  # the object's windows, before the pupil
+            gathered.mul_(self._pupil_in[:, None, block])
             windows.view(batch, rank, frames, M * M).index_copy_(-1, self._support, gathered)
             fields = torch.fft.ifft2(windows, norm="forward")
             # predicted intensities of this block: q = sum_r d_r |psi_r|^2
@@ -136,7 +194,11 @@ class LiftedFP(QuadraticLifted):
             fields.mul_(weight[:, None])
             spectra = torch.fft.fft2(fields)
             selected = spectra.view(batch, rank, frames, M * M).index_select(-1, self._support)
-            selected.mul_(self._pupil_out)
+            if pupil_terms:  # d loss / d conj(P_l) = c sum_r d_r conj(raw_r) fft2(w psi_r), c = (M/N)^2 / M^2
+                d_r = d.reshape(batch, rank, 1, 1).to(b.dtype)
+                self.pupil_gradient[:, block] = (raw.conj() * selected * d_r).sum(dim=1) * pupil_scale
+                self.pupil_energy[:, block] = (raw.abs().square() * d_r).sum(dim=1) * pupil_scale**2
+            selected.mul_(self._pupil_out[:, None, block])
             product.index_add_(-1, index, selected.view(batch, rank, -1))
         return value, residual_sq, product.transpose(-1, -2)
 
@@ -147,10 +209,12 @@ class LiftedFP(QuadraticLifted):
         exactly ``A^*(1)``; it is zero off the synthetic aperture.
         """
         lin = self.linear
-        weight = (lin.pupil_forward.abs() ** 2).real.reshape(-1) / lin.frame_size**2  # B^H B on one window
+        M = lin.frame_size
+        weight = (lin.pupil_forward.abs() ** 2).real.reshape(-1, M * M) / M**2  # B^H B on one window
+        weight = weight.expand(lin.n_frames, -1)
         diagonal = torch.zeros(self.n, dtype=self.real_dtype, device=self.device)
         index = lin.window_index.reshape(lin.n_frames, -1)
-        diagonal.index_add_(0, index.reshape(-1), weight.to(self.real_dtype).repeat(lin.n_frames))
+        diagonal.index_add_(0, index.reshape(-1), weight.reshape(-1).to(self.real_dtype))
         return diagonal
 
     def support(self) -> torch.Tensor:

@@ -32,10 +32,20 @@ class FPMeasurement:
     frames_per_block : int, optional
         How many frames one forward/adjoint call handles at most (memory bound
         ``O(batch * columns * frames_per_block * M^2)``). Default: all frames.
+    pupils : (L, M, M) complex, optional
+        One transfer function per frame (window layout, DC at ``M // 2``) instead of the
+        acquisition's common one (``acquisition.pupil_function()``): sub-pixel illumination and
+        per-frame brightness are folded into these.
+
+    Attributes
+    ----------
+    pupil_forward, pupil_adjoint : (M, M) or (L, M, M) complex
+        The pupil (per frame when ``pupils`` is given), ifftshifted, with the forward and adjoint
+        scalings.
     """
 
     def __init__(self, acquisition: Acquisition, device="cpu", dtype=torch.complex64,
-                 frames_per_block: int | None = None):
+                 frames_per_block: int | None = None, pupils=None):
         self.acquisition = acquisition
         self.device = torch.device(device)
         self.dtype = dtype
@@ -50,13 +60,39 @@ class FPMeasurement:
         cols = acquisition.window_centers[:, 1, None, None] + offsets[None, None, :]
         flat = np.fft.ifftshift(rows * N + cols, axes=(-2, -1))
         self.window_index = torch.as_tensor(flat, device=self.device)  # (L, M, M) int64
-        scale = (M / N) ** 2
-        pupil = np.fft.ifftshift(acquisition.pupil_function())
-        self.pupil_forward = torch.as_tensor(pupil * scale, dtype=dtype, device=self.device)
-        self.pupil_adjoint = torch.as_tensor(np.conj(pupil) * scale / M**2, dtype=dtype,
-                                             device=self.device)
+        self.set_pupils(acquisition.pupil_function() if pupils is None else pupils)
         step = L if frames_per_block is None else max(1, int(frames_per_block))
         self.blocks = [slice(j, min(j + step, L)) for j in range(0, L, step)]
+
+    def set_pupils(self, pupils):
+        """Replace the transfer functions.
+
+        Parameters
+        ----------
+        pupils : (M, M), (L, M, M) or (B, L, M, M) complex array or tensor
+            Common, per frame, or per problem and frame (a batch of ``B`` problems: spectra then
+            come as ``(B, ..., n)``); window layout, DC at ``M // 2``, unscaled.
+        """
+        M, L = self.frame_size, self.n_frames
+        pupils = torch.as_tensor(np.asarray(pupils) if not isinstance(pupils, torch.Tensor) else pupils)
+        if pupils.shape[-2:] != (M, M) or pupils.dim() > 4 or (pupils.dim() >= 3 and pupils.shape[-3] != L):
+            raise ValueError(f"pupils must have shape ({M}, {M}), ({L}, {M}, {M}) or (B, {L}, {M}, {M}), "
+                             f"got {tuple(pupils.shape)}")
+        pupils = torch.fft.ifftshift(pupils.to(device=self.device, dtype=self.dtype), dim=(-2, -1))
+        scale = (M / self.grid_size) ** 2
+        self.pupil_forward = pupils * scale
+        self.pupil_adjoint = pupils.conj() * (scale / M**2)
+
+    @staticmethod
+    def frame_pupils(pupil: torch.Tensor, frames: slice, lead: int = 1) -> torch.Tensor:
+        """The pupil of the frames in ``frames``, broadcastable against ``(*lead axes, Lb, M, M)``:
+        (M, M) when common, (Lb, M, M) per frame, (B, 1, ..., Lb, M, M) per problem and frame."""
+        if pupil.dim() == 2:
+            return pupil
+        if pupil.dim() == 3:
+            return pupil[frames]
+        selected = pupil[:, frames]
+        return selected.reshape(selected.shape[0], *[1] * (lead - 1), *selected.shape[1:])
 
     def forward(self, spectra: torch.Tensor, frames: slice = slice(None)) -> torch.Tensor:
         """Low-resolution fields of the given frames.
@@ -75,7 +111,7 @@ class FPMeasurement:
         """
         index = self.window_index[frames]
         windows = spectra[..., index.reshape(-1)].reshape(*spectra.shape[:-1], *index.shape)
-        return torch.fft.ifft2(windows * self.pupil_forward)
+        return torch.fft.ifft2(windows * self.frame_pupils(self.pupil_forward, frames, spectra.dim() - 1))
 
     def adjoint(self, fields: torch.Tensor, frames: slice = slice(None)) -> torch.Tensor:
         """Adjoint of :meth:`forward` for the same frames.
@@ -93,7 +129,7 @@ class FPMeasurement:
             ``B_frames^H fields``.
         """
         index = self.window_index[frames].reshape(-1)
-        spectra_windows = torch.fft.fft2(fields) * self.pupil_adjoint
+        spectra_windows = torch.fft.fft2(fields) * self.frame_pupils(self.pupil_adjoint, frames, fields.dim() - 3)
         lead = fields.shape[:-3]
         out = torch.zeros(*lead, self.n, dtype=fields.dtype, device=fields.device)
         out.index_add_(-1, index, spectra_windows.reshape(*lead, -1))

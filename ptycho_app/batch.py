@@ -187,7 +187,8 @@ def results_from_state(state, group: list[Input], options: SolverOptions, earlie
             eigenvalues=values[k], loss=np.concatenate([history, losses]),
             U=state.U[k].cpu().numpy(), d=state.d[k].cpu().numpy().astype(np.float64), attrs=attrs,
             object=objects[k], spectrum=spectra[k],
-            reference=band_limit(truth.astype(np.complex128), acquisition) if truth is not None else None))
+            reference=band_limit(truth.astype(np.complex128), acquisition) if truth is not None else None,
+            calibration=state.calibration[k] if getattr(state, "calibration", None) is not None else None))
     return results
 
 
@@ -242,6 +243,8 @@ def solve_group(group: list[Input], options: SolverOptions, out_dir, run: RunOpt
     acquisition = group[0].measurement.acquisition
     check_solve_size(group, acquisition, options.rank, run)
     b = torch.as_tensor(np.stack([item.measurement.intensities() for item in group]))
+    masked = any(item.measurement.saturation_level is not None for item in group)  # saturated pixels left out
+    mask = torch.as_tensor(np.stack([item.measurement.mask() for item in group])) if masked else None
     operator = LiftedFP(acquisition, device=torch_device, dtype=run.dtype())
     earlier = earlier_results(group, out_dir, options, operator.n, run.preset) if resume else [None] * len(group)
     init = None
@@ -253,7 +256,7 @@ def solve_group(group: list[Input], options: SolverOptions, out_dir, run: RunOpt
         f" x{len(inputs)}" if len(inputs) > 1 else f" {group[0].path.stem}")
     started = time.perf_counter()
     state, interrupted = run_to_end(operator, b, options, init=init, progress=progress, label=label,
-                                    on_update=on_update)
+                                    on_update=on_update, mask=mask)
     paths = [result_path(out_dir, item.path, method) for item, method in zip(group, methods, strict=True)]
     if state is None:
         raise Interrupted([], paths)
@@ -294,7 +297,8 @@ def check_outputs_fit(planned: list[Path], sizes: list[int], out_dir):
 
 
 def reconstruct_files(paths, run: RunOptions | None = None, out_dir="results", resume=False, progress=True,
-                      on_update=None, batch_size=16, upsample=None, overwrite=False, **options) -> list[Path]:
+                      on_update=None, batch_size=16, upsample=None, overwrite=False, calibration=None,
+                      **options) -> list[Path]:
     """Reconstruct measurement files with BM, UDU or both (see :func:`solve_group`).
 
     Inputs with the same acquisition are solved together, up to ``batch_size`` problems (input x
@@ -303,7 +307,9 @@ def reconstruct_files(paths, run: RunOptions | None = None, out_dir="results", r
     ``run`` holds the methods, preset, device and precision; ``options`` are
     :class:`~ptycho_app.solvers.SolverOptions` fields over the preset's (None: the preset's).
     Result files that exist are refused unless ``resume`` (continue them) or ``overwrite``
-    (replace them); each is locked against other processes for the whole run.
+    (replace them); each is locked against other processes for the whole run.  ``calibration``
+    (optional): a result file whose ``calibration`` group is applied to every input
+    (:func:`~ptycho_app.calibration.apply.apply_calibration`: its pupil, direction sines and brightness).
     Returns the result files written, in order.
 
     Raises
@@ -324,6 +330,12 @@ def reconstruct_files(paths, run: RunOptions | None = None, out_dir="results", r
     base_seed = int(options.pop("seed", None) or 0)
     batch_options(methods, run.preset, (base_seed,), **options)  # check the options before reading any file
     inputs = load_inputs(paths, upsample)
+    if calibration is not None:
+        from .calibration.apply import apply_calibration, read_calibration_file
+
+        recovered = read_calibration_file(calibration)
+        inputs = [Input(item.path, apply_calibration(item.measurement, recovered, calibration), item.sha256)
+                  for item in inputs]
     position = {item.path: k for k, item in enumerate(inputs)}
     solves = []  # (problems, options) of each batched solve
     for group in group_by_acquisition(inputs):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -169,6 +170,9 @@ def get_parser() -> argparse.ArgumentParser:
     opt.add_argument("--upsample", type=int, help="N = upsample x M (default: that of --object, else that of the "
                      f"--geometry file, else {DEFAULT_UPSAMPLE})")
     opt.add_argument("--defocus", type=float, default=0.0, help="m (default: 0)")
+    opt.add_argument("--no-subpixel", action="store_true", help="round the illumination windows to whole spectrum "
+                     "pixels (default: sub-pixel illumination, each frame's pupil moved by the remainder; stored "
+                     "in the file)")
     noise = sim.add_argument_group("noise")
     noise.add_argument("--noise", choices=("none", "poisson", "gaussian"), default="none", help="(default: none)")
     noise.add_argument("--photons", type=float, default=1000.0,
@@ -180,14 +184,42 @@ def get_parser() -> argparse.ArgumentParser:
                      help="store intensities or their square roots (default: %(default)s)")
 
     # ---- import --------------------------------------------------------------------------------
-    imp = commands.add_parser("import", help="convert MATLAB FP data (frames + kx/ky table) to a measurement file")
-    imp.add_argument("mat", help="MATLAB .mat file with a stack of frames")
+    imp = commands.add_parser("import", help="convert FP data (MATLAB .mat, TIFF/PNG frames, HDF5) to a measurement "
+                              "file")
+    imp.add_argument("mat", metavar="SOURCE", help="MATLAB .mat file; a folder of TIFF/PNG frames or a quoted glob "
+                     "('frames/*.tif'); a multi-page TIFF; an HDF5 file (frames in --frames-key)")
+    imp.add_argument("--frame-order", help="text/CSV list of the frame files' names, in frame order (default: "
+                     "natural order of the names: img2 before img10)")
     imp.add_argument("--illumination", help="CSV with per-frame kx, ky in NA units (optional 'frame' column)")
+    led = imp.add_argument_group("LED grid (instead of --illumination; as simulate)")
+    led.add_argument("--leds", type=int, help="LEDs per side of the square grid")
+    led.add_argument("--pitch", type=float, help="LED pitch, m")
+    led.add_argument("--distance", type=float, help="LED-to-sample distance, m")
+    led.add_argument("--order", choices=("raster", "spiral"), default="raster", help="frame order (default: raster)")
+    led.add_argument("--led-order", help="text/CSV: the grid LED of each frame (raster index, or row, col; 0-based), "
+                     "instead of --order")
+    led.add_argument("--center-offset", type=float, nargs=2, default=(0.0, 0.0), metavar=("DY", "DX"),
+                     help="grid centre offset (y, x), m")
+    led.add_argument("--rotation", type=float, default=0.0, help="grid rotation, degrees")
+    led.add_argument("--flip-y", action="store_true", help="flip the LED array in y about its centre")
+    led.add_argument("--flip-x", action="store_true", help="flip the LED array in x about its centre")
+    led.add_argument("--swap-xy", action="store_true", help="swap y and x of the LED array (before any flip)")
+    led.add_argument("--check-geometry", action="store_true", help="score the 8 flips/swaps of the LED array "
+                     "against the frames' brightness and say which flags fit (see docs/data.md)")
+    cam = imp.add_argument_group("camera corrections (stored in the file, used by every loss)")
+    cam.add_argument("--exposure", type=float, help="exposure of every frame, s (intensities are divided by it)")
+    cam.add_argument("--dark-field-exposure", type=float, help="exposure of the dark-field frames, s")
+    cam.add_argument("--exposure-table", help="text/CSV, one exposure per frame (last column), frame order")
+    cam.add_argument("--background", help="dark frame (image or .npy, M x M) to subtract, or 'corners': each frame's "
+                     "level from its dark corners")
+    cam.add_argument("--saturation", type=float, help="camera maximum: pixels at or above it get zero weight")
     imp.add_argument("--out", help="measurement file to write (default: <mat stem>.h5 in the current folder)")
     imp.add_argument("--overwrite", action="store_true", help="replace --out if it exists (refused otherwise)")
-    imp.add_argument("--frames-key", help="variable holding the frames (default: detected)")
-    imp.add_argument("--frame-type", choices=("intensity", "amplitude"), required=True,
-                     help="what the frames hold (say it: MATLAB files rarely do)")
+    imp.add_argument("--frames-key", help="variable (.mat) or dataset (HDF5, may sit in groups: "
+                     "section0/ptychogram) holding the frames (default: detected)")
+    imp.add_argument("--frame-type", choices=("intensity", "amplitude"),
+                     help="what the frames hold (required for .mat: MATLAB files rarely say; default for images "
+                     "and HDF5: intensity)")
     imp.add_argument("--na", type=float, required=True, help="objective NA")
     imp.add_argument("--magnification", type=float, required=True, help="objective magnification")
     imp.add_argument("--camera-pixel", type=float, help="camera pixel, m")
@@ -195,6 +227,8 @@ def get_parser() -> argparse.ArgumentParser:
     imp.add_argument("--wavelength", type=float, help="m (default: from the file)")
     imp.add_argument("--defocus", type=float, help="m (default: the file's z, else 0)")
     imp.add_argument("--upsample", type=int, help="default: the smallest that fits the illumination")
+    imp.add_argument("--no-subpixel", action="store_true", help="reconstruct with the illumination windows rounded "
+                     "to whole spectrum pixels (default: sub-pixel illumination; stored in the file)")
     imp.add_argument("--crop", type=int, help="keep the central C x C pixels of every frame")
     imp.add_argument("--kx-key", default="kx_na", help="kx column/variable (default: %(default)s)")
     imp.add_argument("--ky-key", default="ky_na", help="ky column/variable (default: %(default)s)")
@@ -212,6 +246,9 @@ def get_parser() -> argparse.ArgumentParser:
                      help="continue from the result files already in --out (--iters more iterations)")
     rec.add_argument("--overwrite", action="store_true",
                      help="replace result files already in --out (refused otherwise: use --resume or another --out)")
+    rec.add_argument("--calibration", metavar="RESULT",
+                     help="apply the calibration recovered in this result file to every input: its pupil, direction "
+                     "sines and brightness (the frames are divided by it); see docs/data.md")
     add_run_options(rec.add_argument_group("run"), kind="fp")
     add_solver_options(rec)
     hw = rec.add_argument_group("batching")
@@ -227,6 +264,8 @@ def get_parser() -> argparse.ArgumentParser:
     # ---- info ----------------------------------------------------------------------------------
     info = commands.add_parser("info", help="what a measurement or result file holds")
     info.add_argument("files", nargs="+", metavar="FILE")
+    info.add_argument("--check-geometry", action="store_true", help="measurement files: score the 8 flips/swaps "
+                      "of the LED array against the frames' brightness")
 
     # ---- sense ---------------------------------------------------------------------------------
     sense = commands.add_parser("sense", help="the papers' matrix completion / sensing problems")
@@ -379,6 +418,7 @@ def run_simulate(args):
             acquisition = default_acquisition(leds_per_side=args.leds, led_pitch=args.pitch,
                                               led_distance=args.distance, center_offset=tuple(args.center_offset),
                                               rotation=args.rotation, order=args.order, **optics)
+    acquisition = dataclasses.replace(acquisition, subpixel=not args.no_subpixel)
     N = acquisition.grid_size
     require_memory(simulate_bytes(N, acquisition.n_frames, acquisition.frame_size),
                    f"simulate: a {N} x {N} object (upsample {acquisition.upsample})")
@@ -397,27 +437,38 @@ def run_simulate(args):
 
 def run_import(args):
     from .io.atomic import claim_outputs
-    from .io.matlab import read_matlab_fp
+    from .io.importer import import_source
     from .io.measurement import write_measurement
     from .physics.acquisition import check_optics
 
     check_optics({**OPTICS_FLAGS, "pixel_at_sample": "--pixel-size"} if args.pixel_size is not None else OPTICS_FLAGS,
                  wavelength=args.wavelength, na=args.na, magnification=args.magnification,
                  camera_pixel=args.camera_pixel, pixel_at_sample=args.pixel_size, defocus=args.defocus)
-    out = prepare_output_file(args.out or Path(args.mat).with_suffix(".h5").name)
-    claim_outputs([out], [args.mat, args.illumination], args.overwrite)
-    imported = read_matlab_fp(args.mat, args.illumination, frames_key=args.frames_key, frame_type=args.frame_type,
-                              wavelength=args.wavelength, na=args.na, magnification=args.magnification,
-                              camera_pixel=args.camera_pixel, pixel_size=args.pixel_size, defocus=args.defocus,
-                              upsample=args.upsample, kx_key=args.kx_key, ky_key=args.ky_key,
-                              sines_sign=args.sines_sign, crop=args.crop)
-    a = imported.acquisition
-    write_measurement(out, imported.frames, a, frame_type=imported.frame_type,
-                      description=f"imported from {Path(args.mat).name} by ptycho-app {__version__}")
+    source = Path(args.mat)
+    stem = source.parent.name if "*" in source.name or "?" in source.name else source.stem
+    out = prepare_output_file(args.out or Path(stem).with_suffix(".h5").name)
+    claim_outputs([out], [a for a in (args.illumination, args.frame_order, args.led_order, args.exposure_table)
+                          if a] + ([args.mat] if source.exists() else []), args.overwrite)
+    names = ("frame_type", "na", "magnification", "wavelength", "camera_pixel", "pixel_size", "defocus", "upsample",
+             "crop", "frames_key", "frame_order", "illumination", "kx_key", "ky_key", "sines_sign", "leds", "pitch",
+             "distance", "order", "led_order", "center_offset", "rotation", "flip_y", "flip_x", "swap_xy",
+             "exposure", "dark_field_exposure", "exposure_table", "saturation")
+    background = args.background if args.background in (None, "corners") else Path(args.background)
+    imported = import_source(args.mat, background=background, **{name: getattr(args, name) for name in names})
+    a = dataclasses.replace(imported.acquisition, subpixel=not args.no_subpixel)
+    write_measurement(out, imported.frames, a, frame_type=imported.frame_type, exposure=imported.exposure,
+                      background=imported.background, saturation_level=imported.saturation_level,
+                      exposure_follows_geometry=args.dark_field_exposure is not None,
+                      description=f"imported from {source.name} by ptycho-app {__version__}")
     print(f"wrote {out}: {a.n_frames} frames of {a.frame_size}x{a.frame_size} ({int(a.bright_field.sum())} "
           f"bright-field), object grid {a.grid_size}x{a.grid_size}")
     for note in imported.notes:
         print(f"  note: {note}")
+    if args.check_geometry:
+        from .io.geometry_check import check_geometry
+
+        print(check_geometry(a, imported.frames, imported.exposure, imported.background,
+                             exposure_follows_geometry=args.dark_field_exposure is not None).report())
 
 
 def run_reconstruct(args):
@@ -427,7 +478,7 @@ def run_reconstruct(args):
     options = solver_overrides(args)
     written = reconstruct_files(args.inputs, run=run_options(args), out_dir=out, resume=args.resume,
                                 progress=not args.no_progress, batch_size=args.batch_size, upsample=args.upsample,
-                                overwrite=args.overwrite, **options)
+                                overwrite=args.overwrite, calibration=args.calibration, **options)
     print(f"wrote {len(written)} result file(s) to {out}; look at them with: ptycho-app compare "
           + " ".join(str(p) for p in written[:4]) + (" ..." if len(written) > 4 else ""))
 
@@ -446,7 +497,18 @@ def run_compare(args):
 def run_info(args):
     from .report import describe_file
 
-    print("\n\n".join(describe_file(path) for path in args.files))
+    texts = []
+    for path in args.files:
+        text = describe_file(path)
+        if args.check_geometry:
+            from .io.geometry_check import check_geometry
+            from .io.measurement import read_measurement
+
+            measurement = read_measurement(path)  # a result file: one line, it has no frames
+            text += "\n" + check_geometry(measurement.acquisition, measurement.frames, measurement.exposure,
+                                          measurement.background, measurement.exposure_follows_geometry).report()
+        texts.append(text)
+    print("\n\n".join(texts))
 
 
 def run_sense(args):

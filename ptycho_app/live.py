@@ -36,6 +36,8 @@ class SolverView:
         ``||A(X) - b|| / ||b||`` of the rank-r ``X`` fitted.
     relative_residual_rank1 : float
         The same for the shown object's rank-one ``x x^*`` (:func:`~ptycho_app.session.rank_one_residual`).
+    pupil : (M, M) complex128 or None
+        The pupil recovered so far (``state.calibration``), None when the run recovers none.
     """
 
     amplitude: np.ndarray
@@ -44,6 +46,7 @@ class SolverView:
     losses: np.ndarray
     relative_residual: float = float("nan")
     relative_residual_rank1: float = float("nan")
+    pupil: np.ndarray | None = None
 
 
 @dataclass
@@ -104,8 +107,17 @@ def live_reconstruction(measurement: Measurement, method="both", preset=None, de
         for k, name in enumerate(methods):
             obj = objects[k] * np.exp(-1j * np.angle(objects[k].mean()))  # mean phase 0: comparable views
             views[name] = SolverView(np.abs(obj).astype(np.float32), np.angle(obj).astype(np.float32),
-                                     values[k], losses[:, k], float(state.relative_residual[k]), rank1[k])
+                                     values[k], losses[:, k], float(state.relative_residual[k]), rank1[k],
+                                     recovered_pupil(state, k))
         yield LiveUpdate(state.iteration, views, state.elapsed, state.done, state, solver_options, settings)
+
+
+def recovered_pupil(state, k: int) -> np.ndarray | None:
+    """(M, M) complex128: problem ``k``'s pupil in ``state.calibration``, or None when none is recovered."""
+    calibration = getattr(state, "calibration", None)
+    if calibration is None or calibration[k] is None or calibration[k].pupil is None:
+        return None
+    return np.asarray(calibration[k].pupil, dtype=np.complex128).copy()
 
 
 def save_live_results(update: LiveUpdate, measurement: Measurement, out_dir, name="measurement",

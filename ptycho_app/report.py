@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .analysis import amplitude_psnr, amplitude_ssim, numerical_rank, relative_error
+from .calibration.summary import calibration_lines, rms_pupil_phase
 from .io import atomic_path
 from .io.atomic import OutputFileError
 from .io.errors import InputFileError
@@ -20,6 +21,8 @@ RANK_TOLERANCE = 1e-6
 
 METRIC_COLUMNS = ("relative_error", "psnr", "ssim", "lambda2_over_lambda1", "numerical_rank", "relative_residual",
                   "relative_residual_rank1", "iterations", "seconds", "seconds_per_iteration")
+#: Shown after :data:`METRIC_COLUMNS` when a result holds a recovered pupil (RMS aberration phase, radians).
+CALIBRATION_COLUMNS = ("pupil_rms_phase",)
 
 #: What the two residuals mean (in ``info``, ``compare`` and the napari widget).
 RESIDUAL_NOTE = ("relative_residual: ||A(X) - b|| / ||b|| of the rank-r X fitted; relative_residual_rank1: the same "
@@ -62,6 +65,9 @@ def result_metrics(result: Result) -> dict:
         "seconds_per_iteration": None if seconds is None else seconds / max(result.iterations, 1),
         "interrupted": bool(result.attrs.get("interrupted", False)),
         "options": options_summary(result.attrs),
+        # RMS aberration phase (rad) of the recovered pupil inside its support (None: no pupil recovered)
+        "pupil_rms_phase": (rms_pupil_phase(result.calibration.pupil) if result.calibration is not None
+                            and result.calibration.pupil is not None else None),
     }
     has_image = result.object is not None and result.reference is not None
     truth = result.reference if has_image else result.reference_matrix
@@ -98,7 +104,8 @@ def format_value(value) -> str:
 
 def markdown_table(rows: list[dict]) -> str:
     """Metrics rows as a Markdown table (one row per result)."""
-    columns = ("input", "method") + METRIC_COLUMNS + ("interrupted",)
+    calibrated = CALIBRATION_COLUMNS if any(row.get("pupil_rms_phase") is not None for row in rows) else ()
+    columns = ("input", "method") + METRIC_COLUMNS + calibrated + ("interrupted",)
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(format_value(row.get(c)) for c in columns) + " |" for row in rows]
     lines += ["", "| input | method | options |", "|---|---|---|"]
@@ -133,7 +140,8 @@ def render_figure(input_name: str, group: list[Result]) -> bytes:
 
     curves = {r.method.upper() if len({x.method for x in group}) == len(group) else r.path.name:
               {"object": r.object, "eigenvalues": r.spectral_values, "singular": r.blocks is not None, "losses": r.loss,
-               "loss_name": str(r.attrs.get("loss", "intensity"))} for r in group}
+               "loss_name": str(r.attrs.get("loss", "intensity")),
+               "pupil": r.calibration.pupil if r.calibration is not None else None} for r in group}
     title = f"{input_name}: {', '.join(curves)}"
     if any(r.attrs.get("relative_residual") is not None for r in group):
         # one line per result, so that the title fits the figure's width
@@ -238,6 +246,14 @@ def describe_measurement(path) -> str:
         f"defocus {a.defocus * 1e6:g} um",
         f"  ground truth:  {'yes' if m.ground_truth is not None else 'no'}",
     ]
+    if m.exposure is not None or m.background is not None or m.saturation_level is not None:
+        lines.append("  corrections:   " + ", ".join(part for part in (
+            m.exposure is not None and f"exposure {m.exposure.min():g} to {m.exposure.max():g}",
+            m.background is not None and ("background: dark frame" if m.background.ndim == 2 else
+                                          "background: one level per frame")
+            + f" (mean {m.background.mean():.4g})",
+            m.saturation_level is not None and f"saturation at {m.saturation_level:g} (masked in the loss)")
+            if part))
     lines += [f"  note:          {note}" for note in m.notes]
     return "\n".join(lines)
 
@@ -274,6 +290,7 @@ def describe_result(result: Result) -> str:
             f"{v:.2e}" for v in relative[1:]) if len(values) > 1 else ""),
         f"  numerical rank {metrics['numerical_rank']} (tolerance {RANK_TOLERANCE:g})",
     ]
+    lines += calibration_lines(result.calibration)
     if result.object is not None:
         lines.append(f"  object:        {result.object.shape[0]} x {result.object.shape[1]} complex, "
                      f"pixel {float(a.get('pixel_size', 0)) * 1e6:.4g} um")

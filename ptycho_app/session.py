@@ -110,16 +110,17 @@ def progress_record(state, options: SolverOptions, label: str) -> str:
 
 
 def run(operator, b, options: SolverOptions, init=None, progress: bool = False, label: str = "",
-        log_seconds: float = LOG_SECONDS):
+        log_seconds: float = LOG_SECONDS, mask=None):
     """Solve and yield each :class:`~ptycho_app.solvers.SolverState` (behind a tqdm bar with ``progress``).
 
     A one-line progress record (:func:`progress_record`) is logged at INFO level on the
     ``ptycho_app`` logger at the first update, then at most every ``log_seconds``, and at the end.
+    ``mask`` (B, *measurement_shape) bool: the measurements the loss uses (see :func:`iterate`).
     """
     check_options(operator, options)
     logged = None
     with tqdm(total=options.max_iters, desc=label, unit="it", disable=not progress, dynamic_ncols=True) as bar:
-        for state in iterate(operator, b, options, init=init):
+        for state in iterate(operator, b, options, init=init, mask=mask):
             bar.update(state.iteration - bar.n)
             bar.set_postfix(loss=f"{state.loss.max().item():.3e}",
                             rel_res=f"{state.relative_residual.max().item():.2e}")
@@ -154,15 +155,15 @@ def rank_one_residual(operator, b, state) -> torch.Tensor:
 
 
 def run_to_end(operator, b, options: SolverOptions, init=None, progress: bool = True, label: str = "",
-               on_update=None):
+               on_update=None, mask=None):
     """Solve to the end (or to Ctrl-C) and return ``(last state, interrupted)``.
 
     The last state is None when Ctrl-C came before the first update.  ``on_update`` is called with
-    each state.
+    each state; ``mask`` as in :func:`run`.
     """
     state, interrupted = None, False
     try:
-        for state in run(operator, b, options, init=init, progress=progress, label=label):
+        for state in run(operator, b, options, init=init, progress=progress, label=label, mask=mask):
             if on_update is not None:
                 on_update(state)
     except KeyboardInterrupt:

@@ -82,12 +82,16 @@ def test_result_files_hold_the_documented_layout(solved):
 
 
 def test_udu_is_rank_one_where_bm_is_not(solved):
-    """With the fast defaults (600 iterations, rank 4): UDU's lambda_2/lambda_1 3e-7, BM's 3.5e-5 when measured."""
+    """With the fast defaults (600 iterations, rank 4) on the exact sub-pixel simulation: UDU's
+    lambda_2/lambda_1 8e-8, BM's 6.4e-6 when measured (3.5e-5 on the rounded-window simulation
+    before version 0.3: BM's surplus eigenvalues shrink as its fit converges, and the exact model fits
+    better)."""
     tmp, _, _ = solved
     bm, udu = (read_result(tmp / "results" / f"small.{s}.h5") for s in ("bm", "udu"))
-    assert udu.eigenvalues[1] / udu.eigenvalues[0] < 1e-6
-    assert bm.eigenvalues[1] / bm.eigenvalues[0] > 1e-5
-    assert bm.eigenvalues[1] / bm.eigenvalues[0] > 30 * udu.eigenvalues[1] / udu.eigenvalues[0]
+    bm_ratio, udu_ratio = (r.eigenvalues[1] / r.eigenvalues[0] for r in (bm, udu))
+    assert udu_ratio < 1e-6, (bm_ratio, udu_ratio)
+    assert bm_ratio > 2e-6, (bm_ratio, udu_ratio)
+    assert bm_ratio > 30 * udu_ratio, (bm_ratio, udu_ratio)
 
 
 def test_paper_preset_keeps_the_papers_contrast(tmp_path):

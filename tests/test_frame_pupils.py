@@ -104,3 +104,15 @@ def test_pupil_gradient_matches_autograd():
     expected = sum(d[0, r] * U[0, :, r].reshape(N, N)[top:top + 8, left:left + 8].abs().square()
                    for r in range(2)) / N**4
     assert torch.allclose(energy[0, 0], expected * support, rtol=1e-10)
+
+
+def test_jacobi_diagonal_with_per_problem_pupils():
+    """The preconditioner's diagonal with per-problem pupils is the mean of the problems' diagonals."""
+    acquisition = tiny_acquisition()
+    first, second = aberration(11), aberration(12)
+    batched = LiftedFP(acquisition, dtype=torch.complex128)
+    L = acquisition.n_frames
+    batched.set_pupils(np.stack([np.broadcast_to(acquisition.pupil_function() * p, (L, 8, 8))
+                                 for p in (first, second)]))
+    alone = [LiftedFP(tiny_acquisition(p), dtype=torch.complex128).jacobi_diagonal() for p in (first, second)]
+    assert torch.allclose(batched.jacobi_diagonal(), (alone[0] + alone[1]) / 2, rtol=1e-12)

@@ -83,6 +83,30 @@ def read_ptycho(path):
         raise InputFileError(path, f"a {result.attrs.get('problem')} result has no image to show", field="object")
     pixel = float(result.attrs.get("pixel_size", 1e-6)) * 1e6
     label = f"{path.stem.split('.')[0]} {result.method.upper()}"
+    return object_layers(result, label, pixel) + pupil_layers(result, label, pixel)
+
+
+def pupil_layers(result, label, pixel):
+    """Amplitude and phase (inside the support; 0 outside) of a result's recovered pupil, drawn at the
+    object's size to its right (the pupil's axes are spatial frequencies); none without a calibration."""
+    from ptycho_app.calibration.summary import pupil_phase
+
+    if result.calibration is None or result.calibration.pupil is None:
+        return []
+    pupil = result.calibration.pupil
+    size = result.object.shape[0] * pixel
+    scale = (size / pupil.shape[0],) * 2
+    left = size * 1.12  # a gap as between the widget's tiles
+    phase = np.nan_to_num(pupil_phase(pupil), nan=0.0)
+    bound = max(float(np.abs(phase).max()), 1e-3)
+    return [(np.abs(pupil), {"name": f"{label} pupil amplitude", "scale": scale, "units": UNITS,
+                             "translate": (0.0, left), "colormap": "gray"}, "image"),
+            (phase, {"name": f"{label} pupil phase", "scale": scale, "units": UNITS, "translate": (0.0, left),
+                     "colormap": "PiYG", "contrast_limits": (-bound, bound)}, "image")]
+
+
+def object_layers(result, label, pixel):
+    """Amplitude and phase layers of a result's object."""
     return [(np.abs(result.object), {"name": f"{label} amplitude", "scale": (pixel, pixel), "units": UNITS,
                                      "colormap": "gray"}, "image"),
             (np.angle(result.object), {"name": f"{label} phase", "scale": (pixel, pixel), "units": UNITS,

@@ -295,6 +295,7 @@ class ReconstructionWidget(QWidget):
                         image, name=name, scale=(pixel, pixel), units=UNITS,
                         translate=tile_origin(row, column, N * pixel), **options)
                     added = True
+        added = self._show_pupils(update, N * pixel) or added
         if added:
             for layer in self.viewer.layers:
                 if LAYER_KEY in layer.metadata:
@@ -305,6 +306,37 @@ class ReconstructionWidget(QWidget):
         if self.outcome == "running":
             self.status.value = self.progress_text(update)
         self.update_seconds.append(time.perf_counter() - started)
+
+    def _show_pupils(self, update, size) -> bool:
+        """Live pupil layers (amplitude above phase) in a column right of the objects, for each method
+        whose run recovers a pupil (``SolverView.pupil``); returns whether a layer was added.
+
+        The pupil is drawn at the objects' tile size (its axes are spatial frequencies, not um); its
+        phase is shown inside the support only (0 outside)."""
+        from ptycho_app.calibration.summary import pupil_phase
+
+        added = False
+        methods = list(update.methods)
+        for column, (method, view) in enumerate(update.methods.items(), start=len(methods)):
+            if view.pupil is None:
+                continue
+            phase = np.nan_to_num(pupil_phase(view.pupil), nan=0.0)
+            bound = max(float(np.abs(phase).max()), 1e-3)
+            images = (("pupil amplitude", np.abs(view.pupil), (0.0, max(float(np.abs(view.pupil).max()), 1e-12))),
+                      ("pupil phase", phase, (-bound, bound)))
+            for row, (kind, image, limits) in enumerate(images):
+                layer = self.run_layers.get((method, kind))
+                if layer is not None and layer in self.viewer.layers:
+                    layer.data = image
+                    layer.contrast_limits = limits
+                    continue
+                M = image.shape[0]
+                self.run_layers[(method, kind)] = self.viewer.add_image(
+                    image, name=f"{self.name} {method.upper()} {kind}", scale=(size / M, size / M), units=UNITS,
+                    translate=tile_origin(row, column, size), contrast_limits=limits,
+                    colormap="gray" if kind == "pupil amplitude" else "PiYG")
+                added = True
+        return added
 
     def _add_tile_labels(self, methods, size, pixel):
         """A text-only points layer naming each tile ("BM amplitude"...), centred above it."""

@@ -96,7 +96,8 @@ def calibration_lines(calibration: Calibration, indent: str = "  ") -> list[str]
     """What ``info`` shows of a calibration, one line per part (nothing for an empty one)."""
     if calibration is None or calibration.is_empty():
         return []
-    how = ", ".join(f"{key} {value}" for key, value in calibration.attrs.items() if key in ("pupil_mode", "calibrate"))
+    how = ", ".join(f"{key} {calibration.attrs[key]}" for key in ("pupil_mode", "calibrate")
+                    if key in calibration.attrs)
     lines = [f"{indent}calibration:   " + (how or "recorded")]
     pad = indent + " " * 15
     if calibration.pupil is not None:

@@ -43,6 +43,11 @@ MAX_UPSAMPLE = 16
 MAX_WAVELENGTH = 1e-3
 #: A defocus read from the file above this (metres) is taken for a unit mistake or an LED distance.
 MAX_DEFOCUS = 1e-3
+#: How messages name the arguments (Python keywords); ``read_matlab_fp(names=...)`` replaces them
+#: (the command line passes its flags: ``--wavelength``, not ``wavelength=``).
+ARGUMENT_NAMES = {"wavelength": "wavelength=", "defocus": "defocus=", "illumination": "illumination=...",
+                  "frames_key": "frames_key", "camera_pixel": "camera_pixel", "pixel_size": "pixel_size",
+                  "crop": "crop", "pupil_key": "pupil_key=None"}
 
 
 @dataclass
@@ -232,7 +237,7 @@ def _is_real_numeric(array) -> bool:
     return (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)) and array.dtype != bool
 
 
-def _pick_frames(variables, frames_key, path) -> str:
+def _pick_frames(variables, frames_key, path, names=ARGUMENT_NAMES) -> str:
     if frames_key is not None:
         if frames_key not in variables:
             raise InputFileError(
@@ -255,7 +260,8 @@ def _pick_frames(variables, frames_key, path) -> str:
             field="frames",
         )
     listed = ", ".join(f"{n} {variables[n].shape}" for n in sorted(candidates))
-    raise InputFileError(path, f"several 3-D arrays could be the frames ({listed}): pass frames_key", field="frames")
+    raise InputFileError(path, f"several 3-D arrays could be the frames ({listed}): pass {names['frames_key']}",
+                         field="frames")
 
 
 def _frame_axis(shape, n_rows, path, key, illum_path) -> int:
@@ -275,7 +281,7 @@ def _frame_axis(shape, n_rows, path, key, illum_path) -> int:
     return 2 if 2 in matching else matching[0]
 
 
-def _illumination_from_mat(variables, kx_key, ky_key, path):
+def _illumination_from_mat(variables, kx_key, ky_key, path, names=ARGUMENT_NAMES):
     pairs = [(kx_key, ky_key)] + [pair for pair in K_NAMES if pair != (kx_key, ky_key)]
     for kx_name, ky_name in pairs:
         present = [n for n in (kx_name, ky_name) if n in variables]
@@ -302,10 +308,10 @@ def _illumination_from_mat(variables, kx_key, ky_key, path):
                 path, f"{ky_name!r} has {vectors[0].size} values but {kx_name!r} has {vectors[1].size}", field=ky_name
             )
         return (kx_name, ky_name), np.stack(vectors, axis=1)
-    names = ", ".join(f"{a}/{b}" for a, b in pairs)
+    pairs_listed = ", ".join(f"{a}/{b}" for a, b in pairs)
     raise InputFileError(
         path,
-        f"no illumination: pass a CSV (illumination=...) or store one of {names} in the file",
+        f"no illumination: pass a CSV ({names['illumination']}) or store one of {pairs_listed} in the file",
         field="illumination",
     )
 
@@ -355,6 +361,8 @@ def read_matlab_fp(
     ky_key: str = "ky_na",
     sines_sign: float = -1.0,
     crop: int | None = None,
+    direction_sines=None,
+    names: dict | None = None,
 ) -> MatlabImport:
     """Read FP frames and illumination in the common MATLAB layout.
 
@@ -399,6 +407,12 @@ def read_matlab_fp(
         Keep the central ``crop x crop`` pixels of every frame: rows and columns
         ``M // 2 - crop // 2`` onwards, so the centre pixel ``M // 2`` becomes ``crop // 2``.
         Not supported together with a pupil (a pupil cannot be cropped in frequency space).
+    direction_sines : (L, 2) float, optional
+        The illumination ``(s_y, s_x)`` of each frame (for example from an LED grid), instead of
+        ``illumination`` or ``kx``/``ky`` in the file.
+    names : dict, optional
+        How messages name the arguments (see :data:`ARGUMENT_NAMES`; the command line passes its
+        flags), including the :class:`Acquisition` fields in errors of the optics.
 
     Returns
     -------
@@ -412,13 +426,15 @@ def read_matlab_fp(
         Any problem with the files or the arguments, as one line naming the file and the field.
     """
     mat_path = Path(mat_path)
+    say = {**ARGUMENT_NAMES, **(names or {})}
     if frame_type not in ("intensity", "amplitude"):
         raise InputFileError(mat_path, f"expected 'intensity' or 'amplitude', got {frame_type!r}", field="frame_type")
     if (camera_pixel is None) == (pixel_size is None):
         given = "both were given" if camera_pixel is not None else "neither was given"
         raise InputFileError(
             mat_path,
-            f"give exactly one of camera_pixel (camera, m) and pixel_size (at the sample, m); {given}",
+            f"give exactly one of {say['camera_pixel']} (camera, m) and {say['pixel_size']} (at the sample, m); "
+            f"{given}",
             field="camera_pixel/pixel_size",
         )
     if not (is_finite_real(sines_sign) and sines_sign != 0):
@@ -427,7 +443,7 @@ def read_matlab_fp(
     notes = []
 
     # frames variable (before illumination: a wrong frames variable is the likelier mistake)
-    key = _pick_frames(variables, frames_key, mat_path)
+    key = _pick_frames(variables, frames_key, mat_path, say)
     raw = np.asarray(variables[key])
     if not _is_real_numeric(raw):
         raise InputFileError(mat_path, f"expected real numbers, found {raw.dtype}", field=key)
@@ -435,14 +451,18 @@ def read_matlab_fp(
         raise InputFileError(mat_path, f"expected a 3-D array (M, M, L), found shape {raw.shape}", field=key)
 
     # illumination
-    if illumination is not None:
+    if direction_sines is not None:
+        illum_path = mat_path
+        k = sines_sign * np.asarray(direction_sines, dtype=np.float64)  # sines = sines_sign * k below
+        frame_index, k_names, source = np.arange(len(k)), ("s_x", "s_y"), "the LED geometry given"
+    elif illumination is not None:
         illum_path = Path(illumination)
         frame_index, k = read_illumination_csv(illum_path, kx_key, ky_key)
         k_names = (kx_key, ky_key)
         source = f"CSV {illum_path.name}"
     else:
         illum_path = mat_path
-        k_names, k = _illumination_from_mat(variables, kx_key, ky_key, mat_path)
+        k_names, k = _illumination_from_mat(variables, kx_key, ky_key, mat_path, say)
         frame_index = np.arange(len(k))
         source = f"variables {k_names[0]!r}, {k_names[1]!r} in {mat_path.name}"
     n_rows = len(k)
@@ -466,13 +486,15 @@ def read_matlab_fp(
     )
     if not np.array_equal(frame_index, np.arange(n_rows)):
         notes.append("frames reordered by the CSV 'frame' column (output order = CSV row order)")
-    notes.append(f"illumination: {source}; direction sines (s_y, s_x) = {sines_sign:+g} * ({k_names[1]}, {k_names[0]})")
+    notes.append(f"illumination: {source}; direction sines (s_y, s_x) = {sines_sign:+g} * ({k_names[1]}, {k_names[0]})"
+                 if direction_sines is None else f"illumination: {source}")
     sines = sines_sign * k
 
     M = M_full = frames.shape[1]
     if crop is not None:
         if not is_integer(crop) or not 2 <= crop <= M:
-            raise InputFileError(mat_path, f"expected an integer in 2..{M} (frame size), got {crop!r}", field="crop")
+            raise InputFileError(mat_path, f"expected an integer in 2..{M} (frame size), got {crop!r}",
+                                 field=say["crop"])
         start = M // 2 - int(crop) // 2
         frames = np.ascontiguousarray(frames[:, start : start + crop, start : start + crop])
         notes.append(f"crop: rows and columns {start}..{start + crop - 1} of {M} (frame size {M} -> {crop})")
@@ -484,7 +506,7 @@ def read_matlab_fp(
         if name is None:
             raise InputFileError(
                 mat_path,
-                f"no wavelength: pass wavelength= (metres) or store one of {', '.join(WAVELENGTH_NAMES)}",
+                f"no wavelength: pass {say['wavelength']} (metres) or store one of {', '.join(WAVELENGTH_NAMES)}",
                 field="wavelength",
             )
         wavelength, wl_field = _scalar(variables, name, mat_path), name
@@ -510,7 +532,7 @@ def read_matlab_fp(
             if abs(defocus) > MAX_DEFOCUS:
                 raise InputFileError(
                     mat_path,
-                    f"defocus {defocus:g} m is over 1 mm: other units, or an LED distance? pass defocus=",
+                    f"defocus {defocus:g} m is over 1 mm: other units, or an LED distance? pass {say['defocus']}",
                     field=name,
                 )
             notes.append(f"defocus: {defocus:g} m from {name!r}")
@@ -522,7 +544,7 @@ def read_matlab_fp(
         raise InputFileError(
             mat_path,
             "cropping frames with a pupil is unsupported (the pupil lives in frequency space and would need "
-            "resampling): drop crop, or pass pupil_key=None",
+            f"resampling): drop {say['crop']}, or pass {say['pupil_key']}",
             field=pupil_key,
         )
     notes.append(pupil_note)
@@ -562,6 +584,6 @@ def read_matlab_fp(
             notes.append(f"upsample: {factor}, the smallest >= 2 that fits every window (N = {acquisition.grid_size})")
     except AcquisitionError as exc:
         tried = "" if upsample is not None else f" (tried upsample 2..{MAX_UPSAMPLE})"
-        raise InputFileError(mat_path, f"{exc}{tried}", field="acquisition") from exc
+        raise InputFileError(mat_path, f"{exc.named(names or {})}{tried}", field="acquisition") from exc
     notes.append(f"frame_type: {frame_type!r} as declared (values not converted)")
     return MatlabImport(frames=frames, acquisition=acquisition, frame_type=frame_type, notes=notes)

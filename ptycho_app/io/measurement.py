@@ -23,7 +23,22 @@ Optional extras beside them (PtyLab ignores unknown datasets):
 ``upsample``           int                  N = upsample * M (else the smallest that fits)
 ``ground_truth``       (N, N) complex64     the simulated object
 ``frame_type``         str                  ``"intensity"`` (default) or ``"amplitude"``
+``exposure``           (L,) float64         exposure of each frame, seconds (or any unit):
+                                           intensities are divided by it; attribute
+                                           ``follows_geometry`` 1 when set from the
+                                           bright-/dark-field split (``--dark-field-exposure``)
+``background``         (M, M) or (L,)       camera background in the frames' units (a dark
+                       float64              frame, or one level per frame), subtracted
+``saturation_level``   scalar               the camera's maximum: pixels at or above it get
+                                           zero weight in every loss (:meth:`Measurement.mask`)
+``subpixel``           int 0 or 1           1: sub-pixel illumination (windows at the rounded
+                                           shifts, each frame's pupil moved by the remainder:
+                                           ``Acquisition.subpixel``); absent: 0 (rounded
+                                           windows alone, what older files meant)
 =====================  ===================  ==============================================
+
+``ptychogram`` keeps the frames as measured; :meth:`Measurement.intensities` applies
+``(frames - background) / exposure``, clipped at 0.
 """
 
 from __future__ import annotations
@@ -69,6 +84,14 @@ class Measurement:
         What the reader assumed or changed (clipping, automatic upsampling).
     summary : FrameSummary or None
         Statistics of the frames as stored (files read by :func:`read_measurement`).
+    exposure : (L,) float64 or None
+        Exposure of each frame; intensities are divided by it.
+    background : (M, M) or (L,) float64 or None
+        Background subtracted from the frames (a dark frame, or one level per frame).
+    saturation_level : float or None
+        Pixels whose stored value is at or above it are left out of the loss (:meth:`mask`).
+    exposure_follows_geometry : bool
+        The exposures were set from the acquisition's bright-/dark-field split.
     """
 
     frames: np.ndarray | None
@@ -78,10 +101,31 @@ class Measurement:
     path: Path | None = None
     notes: list = field(default_factory=list)
     summary: FrameSummary | None = None
+    exposure: np.ndarray | None = None
+    background: np.ndarray | None = None
+    saturation_level: float | None = None
+    exposure_follows_geometry: bool = False
 
     def intensities(self) -> np.ndarray:
-        """(L, M, M) float32: the frames as intensities (amplitudes are squared)."""
-        return self.frames**2 if self.frame_type == "amplitude" else self.frames
+        """(L, M, M) float32: the frames as intensities (amplitudes are squared), minus the
+        background, divided by the exposure, clipped at 0."""
+        frames = self.frames**2 if self.frame_type == "amplitude" else self.frames
+        if self.background is None and self.exposure is None:
+            return frames
+        corrected = frames.astype(np.float64)
+        if self.background is not None:
+            background = np.asarray(self.background, dtype=np.float64)
+            corrected -= background[:, None, None] if background.ndim == 1 else background
+        if self.exposure is not None:
+            corrected /= np.asarray(self.exposure, dtype=np.float64)[:, None, None]
+        return np.maximum(corrected, 0).astype(np.float32)
+
+    def mask(self) -> np.ndarray:
+        """(L, M, M) bool: the pixels the loss uses (True), False where the stored frame is at or
+        above ``saturation_level`` (all True without one)."""
+        if self.saturation_level is None:
+            return np.ones(self.frames.shape, dtype=bool)
+        return self.frames < self.saturation_level
 
 
 def file_sha256(path) -> str:
@@ -112,7 +156,8 @@ def led_positions_for(acquisition: Acquisition, zled: float | None = None):
 
 
 def write_measurement(path, frames, acquisition: Acquisition, frame_type="intensity", ground_truth=None,
-                      description=""):
+                      description="", exposure=None, background=None, saturation_level=None,
+                      exposure_follows_geometry=False):
     """Write a measurement file in PtyLab's layout (atomically: temporary name, then rename).
 
     Parameters
@@ -124,6 +169,12 @@ def write_measurement(path, frames, acquisition: Acquisition, frame_type="intens
     ground_truth : (N, N) complex, optional
     description : str
         Stored as the root attribute ``description``.
+    exposure : (L,) float, optional
+    background : (M, M) or (L,) float, optional
+    saturation_level : float, optional
+        The optional corrections (see the module's table); the frames are stored as given.
+    exposure_follows_geometry : bool
+        The exposures come from the bright-/dark-field split (stored as an attribute).
     """
     frames = np.asarray(frames, dtype=np.float32)
     L, M = acquisition.n_frames, acquisition.frame_size
@@ -147,9 +198,16 @@ def write_measurement(path, frames, acquisition: Acquisition, frame_type="intens
             f["pupil"] = acquisition.pupil.astype(np.complex64)
         f["defocus"] = float(acquisition.defocus)
         f["upsample"] = int(acquisition.upsample)
+        f["subpixel"] = int(bool(acquisition.subpixel))
         f["frame_type"] = frame_type
         if ground_truth is not None:
             f["ground_truth"] = np.asarray(ground_truth, dtype=np.complex64)
+        for name, value in (("exposure", exposure), ("background", background),
+                            ("saturation_level", saturation_level)):
+            if value is not None:
+                f[name] = np.asarray(value, dtype=np.float64)
+        if exposure is not None:
+            f["exposure"].attrs["follows_geometry"] = int(bool(exposure_follows_geometry))
         f.attrs["creator"] = f"ptycho-app {__version__}"
         f.attrs["description"] = description
 
@@ -455,6 +513,10 @@ def read_measurement(path, load_frames=True, upsample: int | None = None) -> Mea
                                      field="pupil")
             geometry["pupil"] = pupil
         geometry["defocus"] = read_scalar(f, path, "defocus", required=False, default=0.0)
+        subpixel = read_scalar(f, path, "subpixel", required=False, default=0)
+        if subpixel not in (0, 1):
+            raise InputFileError(path, f"expected 0 or 1, got {subpixel:g}", field="subpixel")
+        geometry["subpixel"] = bool(subpixel)
         frame_type = read_text(f, path, "frame_type", "intensity")
         if frame_type not in FRAME_TYPES:
             raise InputFileError(path, f"expected one of {FRAME_TYPES}, got {frame_type!r}", field="frame_type")
@@ -493,8 +555,32 @@ def read_measurement(path, load_frames=True, upsample: int | None = None) -> Mea
                                      field="ground_truth")
             else:
                 truth = read_array(f, path, "ground_truth", 2, dtype_kind="complex").astype(np.complex64)
+        corrections = read_corrections(f, path, L, M)
     return Measurement(frames=frames, acquisition=acquisition, frame_type=frame_type, ground_truth=truth,
-                       path=path, notes=notes, summary=summary)
+                       path=path, notes=notes, summary=summary, **corrections)
+
+
+def read_corrections(f, path, L, M) -> dict:
+    """The optional ``exposure``, ``background`` and ``saturation_level`` (checked; absent: None)."""
+    corrections = {}
+    for name, shapes in (("exposure", [(L,)]), ("background", [(M, M), (L,)])):
+        value = None
+        if has(f, path, name):
+            value = read_dataset(f, path, name)
+            check_numbers(value, path, name, len(value.shape))
+            if value.shape not in shapes or not np.all(np.isfinite(value)):
+                expected = " or ".join(str(shape) for shape in shapes)
+                raise InputFileError(path, f"expected finite values of shape {expected}, got {value.shape}",
+                                     field=name)
+            value = value.astype(np.float64)
+            if name == "exposure" and np.any(value <= 0):
+                raise InputFileError(path, f"expected positive exposures, found {value.min():g}", field=name)
+        corrections[name] = value
+    corrections["saturation_level"] = read_scalar(f, path, "saturation_level", required=False)
+    if corrections["exposure"] is not None:
+        with hdf5_errors(path, "exposure"):
+            corrections["exposure_follows_geometry"] = bool(f["exposure"].attrs.get("follows_geometry", 0))
+    return corrections
 
 
 def acquisition_key(acquisition: Acquisition) -> str:
@@ -504,5 +590,8 @@ def acquisition_key(acquisition: Acquisition) -> str:
                   acquisition.frame_size, acquisition.upsample, acquisition.defocus):
         digest.update(repr(float(value)).encode())
     digest.update(np.ascontiguousarray(acquisition.window_shifts).tobytes())
+    if acquisition.subpixel:  # the frames' pupils depend on the remainders
+        digest.update(b"subpixel")
+        digest.update(np.ascontiguousarray(acquisition.window_remainders).tobytes())
     digest.update(np.ascontiguousarray(acquisition.pupil_function().astype(np.complex64)).tobytes())
     return digest.hexdigest()[:16]

@@ -11,7 +11,22 @@
 ``factors/d``          (r,) float64          diagonal in normalized units (ones for BM)
 ``reference``          (N, N) complex64      band-limited ground truth (simulated inputs only)
 ``reference_matrix``   (n, n)                ground truth X (``sense`` results only; (n1, n2) asymmetric)
+``calibration/...``    group, optional       the recovered calibration (FP results that recovered one)
 =====================  ====================  ====================================================
+
+The ``calibration`` group (:class:`~ptycho_app.calibration.Calibration`, layout in
+:mod:`ptycho_app.calibration.model`; every dataset optional):
+
+==============================  ==================  =============================================
+``calibration/pupil``           (M, M) complex64    coherent transfer function (support times the
+                                                    aberration), window layout, DC at ``M // 2``
+``calibration/zernike``         (J,) float64        aberration phase, Noll order, radians
+``calibration/brightness``      (L,) float64        per-frame brightness scalars
+``calibration/direction_sines`` (L, 2) float64      refined illumination ``(s_y, s_x)`` per frame
+==============================  ==================  =============================================
+
+Its attributes: the LED-array fit (``led_shift_y``, ``led_shift_x`` in metres, ``led_rotation`` in
+degrees, ``led_distance`` in metres) and what was recovered (``pupil_mode``, ``calibrate``, ...).
 
 Asymmetric sensing results (``problem`` ``asymmetric``, methods ``uv`` and ``udv``) store ``W = [U_1; U_2]``
 ((n1 + n2, r)) as ``factors/U``, with attributes ``n1`` and ``n2``: ``X = U_1 diag(scale d) U_2^*``.
@@ -35,6 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
+from ..calibration.model import LED_MODEL_KEYS, Calibration
 from .atomic import atomic_hdf5
 from .errors import InputFileError, hdf5_errors
 from .measurement import dataset_layout, has, open_hdf5, read_array
@@ -43,6 +59,9 @@ REQUIRED = ("eigenvalues", "loss", "factors/U", "factors/d")
 #: Asymmetric results hold ``singular_values`` instead of ``eigenvalues``.
 SPECTRA = ("eigenvalues", "singular_values")
 OPTIONAL = ("object", "spectrum", "reference", "reference_matrix")
+#: Datasets of the ``calibration`` group: name -> (number of axes, dtype written, number kind).
+CALIBRATION_DATASETS = {"pupil": (2, np.complex64, "complex"), "zernike": (1, np.float64, "real"),
+                        "brightness": (1, np.float64, "real"), "direction_sines": (2, np.float64, "real")}
 
 
 @dataclass
@@ -67,6 +86,8 @@ class Result:
     path : Path or None
     singular_values : (k,) float64 or None
         Asymmetric results: singular values of ``X = U_1 D U_2^*`` (``U`` is ``[U_1; U_2]``).
+    calibration : Calibration or None
+        The calibration recovered with the object (FP results; None when nothing was recovered).
     """
 
     eigenvalues: np.ndarray
@@ -80,6 +101,7 @@ class Result:
     reference_matrix: np.ndarray | None = None
     path: Path | None = None
     singular_values: np.ndarray | None = None
+    calibration: Calibration | None = None
 
     @property
     def spectral_values(self) -> np.ndarray:
@@ -126,10 +148,82 @@ def write_result(path, result: Result):
         f["factors/U"] = np.asarray(result.U)
         f["factors/d"] = np.asarray(result.d, dtype=np.float64)
         attrs = {"app_version": __version__, **result.attrs}
-        for key, value in attrs.items():
-            if value is None:
-                continue
-            f.attrs[key] = json.dumps(value) if isinstance(value, (dict, list, tuple)) else value
+        write_attributes(f, attrs)
+        if result.calibration is not None and not result.calibration.is_empty():
+            write_calibration(f, result.calibration)
+
+
+def write_attributes(node, attrs: dict):
+    """Attributes of an HDF5 file or group (None skipped; dicts, lists and tuples as JSON text)."""
+    for key, value in attrs.items():
+        if value is None:
+            continue
+        node.attrs[key] = json.dumps(value) if isinstance(value, (dict, list, tuple)) else value
+
+
+def write_calibration(f, calibration: Calibration):
+    """The ``calibration`` group of an open result file (layout: the module docstring)."""
+    group = f.create_group("calibration")
+    for name, (_, dtype, _) in CALIBRATION_DATASETS.items():
+        value = getattr(calibration, name)
+        if value is not None:
+            group[name] = np.asarray(value, dtype=dtype)
+    write_attributes(group, {**calibration.attrs, **calibration.led_model})
+
+
+def read_calibration(f, path) -> Calibration | None:
+    """The ``calibration`` group of an open result file, checked (None when the file has none).
+
+    Raises
+    ------
+    InputFileError
+        Naming the file and the dataset: ``calibration`` not a group, a dataset with the wrong number
+        of axes or type, NaN/Inf, a non-square pupil, ``brightness`` and ``direction_sines`` of
+        different lengths, direction sines with ``s_y^2 + s_x^2 >= 1``, a non-numeric LED-fit attribute.
+    """
+    if not has(f, path, "calibration"):
+        return None
+    with hdf5_errors(path, "calibration"):
+        if hasattr(f["calibration"], "shape"):
+            raise InputFileError(path, "expected a group (pupil, zernike, brightness, direction_sines), got a dataset",
+                                 field="calibration")
+    values = {}
+    for name, (ndim, _, kind) in CALIBRATION_DATASETS.items():
+        key = f"calibration/{name}"
+        if has(f, path, key):
+            values[name] = read_array(f, path, key, ndim, dtype_kind=kind).astype(
+                np.complex128 if kind == "complex" else np.float64)
+    check_calibration(path, **values)
+    with hdf5_errors(path, "calibration"):
+        attrs = read_attributes(f["calibration"], path)
+    led_model = {}
+    for key in LED_MODEL_KEYS:
+        if key in attrs:
+            value = attrs.pop(key)
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float)) or not np.isfinite(value):
+                raise InputFileError(path, f"expected a finite number, got {value!r}", field=f"calibration/{key}")
+            led_model[key] = float(value)
+    return Calibration(**values, led_model=led_model, attrs=attrs)
+
+
+def check_calibration(path, pupil=None, zernike=None, brightness=None, direction_sines=None):
+    """Shapes of a calibration's datasets (their number of axes and finiteness are checked on reading)."""
+    def fail(name, problem):
+        raise InputFileError(path, problem, field=f"calibration/{name}")
+
+    if pupil is not None and (pupil.shape[0] != pupil.shape[1] or pupil.shape[0] < 2):
+        fail("pupil", f"expected a square (M, M) pupil with M >= 2, got shape {pupil.shape}")
+    for name, value in (("zernike", zernike), ("brightness", brightness)):
+        if value is not None and len(value) < 1:
+            fail(name, "is empty: expected at least one value")
+    if direction_sines is not None:
+        if direction_sines.shape[1] != 2 or len(direction_sines) < 1:
+            fail("direction_sines", f"expected shape (L, 2), got {direction_sines.shape}")
+        if np.any(np.hypot(direction_sines[:, 0], direction_sines[:, 1]) >= 1):
+            fail("direction_sines", "expected s_y^2 + s_x^2 < 1 for every frame")
+    if brightness is not None and direction_sines is not None and len(brightness) != len(direction_sines):
+        fail("brightness", f"has {len(brightness)} values but calibration/direction_sines has {len(direction_sines)} "
+             "frames: expected one per frame")
 
 
 def read_attributes(f, path) -> dict:
@@ -210,7 +304,9 @@ def read_result(path) -> Result:
                 kind = "a measurement file" if has(f, path, "ptychogram") else "not a ptycho-app result"
                 raise InputFileError(path, f"missing ({kind}: expected {', '.join(REQUIRED)})", field=name)
         present = [name for name in OPTIONAL if has(f, path, name)]
-        check_memory(f, path, [spectrum, *REQUIRED[1:], *present])
+        calibration = [f"calibration/{name}" for name in CALIBRATION_DATASETS] if has(f, path, "calibration") else []
+        calibration = [name for name in calibration if has(f, path, name)]
+        check_memory(f, path, [spectrum, *REQUIRED[1:], *present, *calibration])
         eigenvalues = read_array(f, path, spectrum, 1)
         loss = read_array(f, path, "loss", 1)
         U = read_array(f, path, "factors/U", 2, dtype_kind="complex")
@@ -218,6 +314,7 @@ def read_result(path) -> Result:
         attrs = read_attributes(f, path)
         optional = {name: (read_array(f, path, name, 2, dtype_kind="complex") if name in present else None)
                     for name in OPTIONAL}
+        calibration = read_calibration(f, path)
     blocks = None
     if spectrum == "singular_values":
         n1 = attrs.get("n1")
@@ -227,4 +324,4 @@ def read_result(path) -> Result:
     check_shapes(path, eigenvalues, loss, U, d, optional, blocks)
     values = {spectrum: eigenvalues.astype(np.float64)}
     return Result(**{"eigenvalues": None, **values}, loss=loss.astype(np.float64), U=U,
-                  d=d.astype(np.float64), attrs=attrs, path=path, **optional)
+                  d=d.astype(np.float64), attrs=attrs, path=path, calibration=calibration, **optional)

@@ -62,6 +62,9 @@ class LiftedFP(QuadraticLifted):
         support = torch.nonzero((lin.pupil_forward.reshape(-1, M * M) != 0).any(dim=0)).flatten()
         self._support = support
         self._support_index = lin.window_index.reshape(lin.n_frames, M * M)[:, support]  # (L, K) spectrum
+        #: (M, M) or (L, M, M) complex: the transfer functions the operator was built with (unscaled,
+        #: window layout): where calibration (:mod:`ptycho_app.calibration.steps`) starts from.
+        self.model_pupils = torch.fft.fftshift(lin.pupil_forward, dim=(-2, -1)) * (lin.grid_size / M) ** 2
         self.set_pupils(None)
         #: When True, :meth:`evaluate` also leaves, at no extra FFT, per problem and frame on the
         #: support (:meth:`support_to_window` puts them on the window grid):
@@ -71,6 +74,13 @@ class LiftedFP(QuadraticLifted):
         #: object's energy behind each pupil pixel (ePIE's pupil-step normalizer).
         self.record_pupil_terms = False
         self.pupil_gradient = self.pupil_energy = None
+        #: ``(U, d)`` of the last :meth:`evaluate` (references, no copy): where the recorded terms were taken.
+        self.last_point = None
+        #: When True, :meth:`evaluate` also leaves ``frame_sums``: a dict of (B, L) real per-frame sums
+        #: over the (unmasked) pixels of the prediction ``q`` and the measurements ``b``: ``"q"``,
+        #: ``"qq"`` (q^2), ``"qb"``, ``"rqb"`` (sqrt(q b)) and ``"b"`` (the brightness fits' inputs).
+        self.record_frame_sums = False
+        self.frame_sums = None
 
     def set_pupils(self, pupils=None):
         """Use other transfer functions from now on (in :meth:`evaluate` and every other pass).
@@ -94,6 +104,24 @@ class LiftedFP(QuadraticLifted):
         # (P, L, K), P = 1 or B; ifft2 with norm="forward" skips the 1/M^2 pass: the pupil carries it
         self._pupil_in = self._on_support(lin.pupil_forward) / M**2
         self._pupil_out = self._on_support(lin.pupil_adjoint)
+
+    def move_windows(self, centers):
+        """Crop the frames at other window centres (L, 2) from now on, keeping the operator, its
+        support and pupils (LED geometry calibration: a remainder left ``[-0.5, 0.5]``)."""
+        self.linear.move_windows(centers)
+        M = self.linear.frame_size
+        self._support_index = self.linear.window_index.reshape(self.linear.n_frames, M * M)[:, self._support]
+
+    def widen_support(self, mask):
+        """Gather and scatter on the union of the current support and ``mask`` (M, M) bool (window
+        layout, DC at ``M // 2``) from now on, so pupils moved within it are not cut."""
+        M = self.linear.frame_size
+        inside = torch.fft.ifftshift(torch.as_tensor(mask, device=self.device), dim=(-2, -1)).reshape(M * M)
+        inside[self._support] = True
+        self._support = torch.nonzero(inside).flatten()
+        self._support_index = self.linear.window_index.reshape(self.linear.n_frames, M * M)[:, self._support]
+        self._buffers.clear()  # the zero-filled window buffers assumed the old support
+        self.set_pupils(None)
 
     def support_to_window(self, values: torch.Tensor) -> torch.Tensor:
         """(..., K) values on the support -> (..., M, M) on the window grid (DC at ``M // 2``, zero
@@ -151,6 +179,7 @@ class LiftedFP(QuadraticLifted):
         lin = self.linear
         batch, _, rank = U.shape
         M = lin.frame_size
+        self.last_point = (U, d)
         columns = U.transpose(-1, -2).contiguous()  # (B, r, n): gathers from contiguous rows are fast
         product = torch.zeros(batch, rank, self.n, dtype=U.dtype, device=U.device)
         value = torch.zeros(batch, dtype=b.dtype, device=U.device)
@@ -164,6 +193,9 @@ class LiftedFP(QuadraticLifted):
             self.pupil_gradient = torch.empty(batch, lin.n_frames, K, dtype=U.dtype, device=U.device)
             self.pupil_energy = torch.empty(batch, lin.n_frames, K, dtype=b.dtype, device=U.device)
             pupil_scale = (M / lin.grid_size) ** 2 / M**2
+        if self.record_frame_sums:
+            self.frame_sums = {key: torch.zeros(batch, lin.n_frames, dtype=b.dtype, device=U.device)
+                               for key in ("q", "qq", "qb", "rqb", "b")}
         for block in self.work_blocks(batch, rank):
             frames = block.stop - block.start
             shape = (batch, rank, frames, M, M)
@@ -186,6 +218,8 @@ class LiftedFP(QuadraticLifted):
             measured = b[:, block]
             if residual_sq is not None and not loss.weight_is_residual:  # before the loss overwrites q
                 residual_sq += residual_norm_sq(q, measured, None, loss, True)
+            if self.record_frame_sums:  # before the loss overwrites q
+                self._add_frame_sums(q, measured, loss, block)
             block_value, weight = loss.value_and_weight(q, measured, block, overwrite=True)
             value += block_value
             if residual_sq is not None and loss.weight_is_residual:
@@ -202,15 +236,32 @@ class LiftedFP(QuadraticLifted):
             product.index_add_(-1, index, selected.view(batch, rank, -1))
         return value, residual_sq, product.transpose(-1, -2)
 
+    def _add_frame_sums(self, q, measured, loss, block):
+        """Per-frame sums of a block's prediction ``q`` and measurements (masked pixels left out)."""
+        keep = loss._keep(block)
+        qk = q if keep is None else q * keep
+        bk = measured if keep is None else measured * keep
+        sums = self.frame_sums
+        sums["q"][:, block] = qk.sum(dim=(-2, -1))
+        sums["qq"][:, block] = (qk * q).sum(dim=(-2, -1))
+        sums["qb"][:, block] = (qk * measured).sum(dim=(-2, -1))
+        sums["rqb"][:, block] = (qk * bk).clamp_min(0).sqrt().sum(dim=(-2, -1))
+        sums["b"][:, block] = bk.sum(dim=(-2, -1))
+
     def jacobi_diagonal(self) -> torch.Tensor:
         """(n,) real: ``m(k) = sum_l |P_l(k)|^2``, the diagonal of ``A^*(1) = sum_l B_l^H B_l``.
 
         ``B_l^H B_l`` is diagonal in the spectrum (a window, the pupil and a unitary FFT), so this is
-        exactly ``A^*(1)``; it is zero off the synthetic aperture.
+        exactly ``A^*(1)``; it is zero off the synthetic aperture.  With per-problem pupils
+        (:meth:`set_pupils` with (B, L, M, M)) it is the mean over the problems (one preconditioner
+        serves the batch).
         """
         lin = self.linear
         M = lin.frame_size
-        weight = (lin.pupil_forward.abs() ** 2).real.reshape(-1, M * M) / M**2  # B^H B on one window
+        power = lin.pupil_forward.abs() ** 2
+        if power.dim() == 4:
+            power = power.mean(dim=0)
+        weight = power.real.reshape(-1, M * M) / M**2  # B^H B on one window
         weight = weight.expand(lin.n_frames, -1)
         diagonal = torch.zeros(self.n, dtype=self.real_dtype, device=self.device)
         index = lin.window_index.reshape(lin.n_frames, -1)

@@ -11,6 +11,9 @@ least-squares one: ``G U = A^*(w) U`` reuses the fields of ``A(X)``.
 | ``amplitude`` | ``1/2 (sqrt(q + eps) - sqrt(b))^2`` | ``(1 - sqrt(b / (q + eps))) / 2`` |
 | ``poisson`` | ``q - b - b log((q + eps) / b)`` (negative log-likelihood, 0 at ``q = b``) | ``1 - b / (q + eps)`` |
 
+Masked measurements (``bind(b, mask)``, False = not used: saturated camera pixels) have zero value
+and zero weight in every loss; the mask is sliced by the operators' frame ``block`` like ``b``.
+
 ``eps`` (amplitude, poisson) keeps the weights finite where the prediction is dark; it is
 ``EPS_RELATIVE`` times each problem's mean measurement, so it scales with the data.
 
@@ -23,6 +26,8 @@ preconditioner a normalized step of 1 is one parallel alternating-projection ste
 """
 
 from __future__ import annotations
+
+import copy
 
 import torch
 
@@ -51,9 +56,31 @@ class Loss:
     flat_curvature: float | None = None
     weight_is_residual = False
 
-    def bind(self, b: torch.Tensor) -> "Loss":
-        """The loss ready for one batch of (normalized) measurements ``b`` (B, ...)."""
-        return self
+    #: (B, ...) real 0/1 or None: which measurements count (see :meth:`bind`).
+    keep: torch.Tensor | None = None
+
+    def bind(self, b: torch.Tensor, mask: torch.Tensor | None = None) -> "Loss":
+        """The loss ready for one batch of (normalized) measurements ``b`` (B, ...).
+
+        ``mask`` (B, ...) bool, like ``b`` (True = used): value and weight are zero where it is
+        False (saturated pixels); None uses every measurement.
+        """
+        return self._with_mask(copy.copy(self), b, mask)
+
+    @staticmethod
+    def _with_mask(bound: "Loss", b: torch.Tensor, mask) -> "Loss":
+        if mask is not None:
+            mask = torch.as_tensor(mask, device=b.device)
+            if tuple(mask.shape) != tuple(b.shape):
+                raise ValueError(f"mask has shape {tuple(mask.shape)}, the measurements {tuple(b.shape)}")
+            bound.keep = mask.to(b.dtype)
+        return bound
+
+    def _keep(self, block):
+        """The mask's 0/1 values for a block of frames (axis 1), or None."""
+        if self.keep is None or block is None:
+            return self.keep
+        return self.keep[:, block]
 
     def value_and_weight(self, q: torch.Tensor, b: torch.Tensor, block: slice | None = None,
                          overwrite: bool = False):
@@ -91,6 +118,9 @@ class IntensityLoss(Loss):
 
     def value_and_weight(self, q, b, block=None, overwrite=False):
         weight = q.sub_(b) if overwrite else q - b
+        keep = self._keep(block)
+        if keep is not None:
+            weight = weight.mul_(keep) if overwrite else weight * keep
         return 0.5 * torch.linalg.vector_norm(weight.flatten(1), dim=1).square(), weight
 
 
@@ -102,9 +132,9 @@ class _EpsLoss(Loss):
     def __init__(self, eps: torch.Tensor | None = None):
         self.eps = eps
 
-    def bind(self, b):
+    def bind(self, b, mask=None):
         mean = b.flatten(1).mean(1).clamp_min(torch.finfo(b.dtype).tiny)
-        return self._bound(b, EPS_RELATIVE * mean.reshape(-1, *[1] * (b.dim() - 1)))
+        return self._with_mask(self._bound(b, EPS_RELATIVE * mean.reshape(-1, *[1] * (b.dim() - 1))), b, mask)
 
     def _bound(self, b, eps):
         return type(self)(eps)
@@ -140,6 +170,10 @@ class AmplitudeLoss(_EpsLoss):
         half = torch.tensor(0.5, dtype=q.dtype, device=q.device)
         weight = torch.addcdiv(half, root_b, root, value=-0.5)  # (1 - sqrt(b) / root) / 2
         difference = root.sub_(root_b) if in_place else root - root_b
+        keep = self._keep(block)
+        if keep is not None:  # masked measurements: no value, no weight
+            weight = weight.mul_(keep)
+            difference = difference.mul_(keep) if in_place else difference * keep
         value = 0.5 * torch.linalg.vector_norm(difference.flatten(1), dim=1).square()
         return value, weight
 
@@ -153,8 +187,12 @@ class PoissonLoss(_EpsLoss):
     def value_and_weight(self, q, b, block=None, overwrite=False):
         shifted = (q + self._eps(q)).clamp_min(torch.finfo(q.dtype).tiny)
         b = b.clamp_min(0)
-        value = (q - b - torch.xlogy(b, shifted) + torch.xlogy(b, b)).flatten(1).sum(1)
-        return value, 1 - b / shifted
+        terms = q - b - torch.xlogy(b, shifted) + torch.xlogy(b, b)
+        weight = 1 - b / shifted
+        keep = self._keep(block)
+        if keep is not None:  # masked measurements: no value, no weight
+            terms, weight = terms * keep, weight * keep
+        return terms.flatten(1).sum(1), weight
 
 
 #: Registry: name -> loss class.

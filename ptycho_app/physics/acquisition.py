@@ -146,6 +146,11 @@ class Acquisition:
         ``M // 2``).
     defocus : float
         Defocus ``dz`` in metres (0: in focus).
+    subpixel : bool
+        Sub-pixel illumination: windows still start at the rounded shifts (:attr:`window_shifts`) and
+        each frame's pupil is shifted by the remainder (:attr:`window_remainders`;
+        ``pupil_function(shift=...)``, see :mod:`ptycho_app.calibration.subpixel`). False: the
+        rounded windows alone (the default: see docs and ``benchmarks/subpixel.py``).
     """
 
     wavelength: float
@@ -159,6 +164,7 @@ class Acquisition:
     direction_sines: np.ndarray | None = field(default=None, repr=False)
     pupil: np.ndarray | None = field(default=None, repr=False)
     defocus: float = 0.0
+    subpixel: bool = False
 
     def __post_init__(self):
         check_optics(wavelength=self.wavelength, na=self.na, magnification=self.magnification,
@@ -244,6 +250,11 @@ class Acquisition:
         return np.round(shifts).astype(np.int64)
 
     @property
+    def window_remainders(self) -> np.ndarray:
+        """(L, 2) float64: exact minus rounded window shifts, pixels, in ``[-0.5, 0.5]``."""
+        return self.direction_sines / (self.wavelength * self.frequency_step) - self.window_shifts
+
+    @property
     def window_centers(self) -> np.ndarray:
         """(L, 2) int64: window centres ``(row, col)`` in the ``N x N`` spectrum."""
         return self.grid_size // 2 + self.window_shifts
@@ -253,18 +264,29 @@ class Acquisition:
         """(L,) bool: frames whose illumination NA is below the objective NA."""
         return np.hypot(self.direction_sines[:, 0], self.direction_sines[:, 1]) < self.na
 
-    def pupil_function(self) -> np.ndarray:
+    def pupil_function(self, shift=None) -> np.ndarray:
         """The coherent transfer function on the window grid.
+
+        Parameters
+        ----------
+        shift : (L, 2) float64, optional
+            Per-frame shifts ``delta_l`` (pixels, ``(row, col)``): frame ``l`` gets ``P(k - delta_l)``,
+            the disc and the defocus phase evaluated at the shifted frequencies (exact), the
+            aberration array shifted bilinearly (see :mod:`ptycho_app.calibration.subpixel`).
 
         Returns
         -------
-        (M, M) complex128
-            Circular pupil of radius ``NA / wavelength`` centred on pixel ``M // 2``, times the
-            aberration and the defocus phase.
+        (M, M) complex128, or (L, M, M) with ``shift``
+            Circular pupil of radius ``NA / wavelength`` centred on pixel ``M // 2`` (plus ``shift``),
+            times the aberration and the defocus phase.
         """
         M = self.frame_size
         f = (np.arange(M) - M // 2) * self.frequency_step
         fy, fx = np.meshgrid(f, f, indexing="ij")
+        if shift is not None:
+            shift = np.asarray(shift, dtype=np.float64) * self.frequency_step
+            fy = fy - shift[:, 0, None, None]
+            fx = fx - shift[:, 1, None, None]
         f2 = fy**2 + fx**2
         inside = f2 <= (self.na / self.wavelength) ** 2
         pupil = inside.astype(np.complex128)
@@ -272,7 +294,12 @@ class Acquisition:
             kz = np.sqrt(np.maximum(1.0 / self.wavelength**2 - f2, 0.0))
             pupil = pupil * np.exp(2j * np.pi * self.defocus * kz)
         if self.pupil is not None:
-            pupil = pupil * self.pupil
+            aberration = self.pupil
+            if shift is not None:
+                from ..calibration.subpixel import bilinear_shift
+
+                aberration = bilinear_shift(aberration, shift / self.frequency_step).numpy()
+            pupil = pupil * aberration
         return pupil
 
 

@@ -34,8 +34,9 @@ class FPMeasurement:
         ``O(batch * columns * frames_per_block * M^2)``). Default: all frames.
     pupils : (L, M, M) complex, optional
         One transfer function per frame (window layout, DC at ``M // 2``) instead of the
-        acquisition's common one (``acquisition.pupil_function()``): sub-pixel illumination and
-        per-frame brightness are folded into these.
+        acquisition's common one (``acquisition.pupil_function()``, shifted per frame by the window
+        remainders when ``acquisition.subpixel``): sub-pixel illumination and per-frame brightness
+        are folded into these.
 
     Attributes
     ----------
@@ -55,14 +56,37 @@ class FPMeasurement:
         self.measurement_shape = (L, M, M)
         # Flat spectrum indices of every window, already in ifftshifted layout so that the
         # gathered block can go straight into ifft2.
-        offsets = np.arange(M) - M // 2
-        rows = acquisition.window_centers[:, 0, None, None] + offsets[None, :, None]
-        cols = acquisition.window_centers[:, 1, None, None] + offsets[None, None, :]
-        flat = np.fft.ifftshift(rows * N + cols, axes=(-2, -1))
-        self.window_index = torch.as_tensor(flat, device=self.device)  # (L, M, M) int64
-        self.set_pupils(acquisition.pupil_function() if pupils is None else pupils)
+        self.move_windows(acquisition.window_centers)
+        if pupils is None:
+            shift = acquisition.window_remainders if acquisition.subpixel else None
+            pupils = acquisition.pupil_function(shift)  # subpixel: P(k - delta_l) per frame
+        self.set_pupils(pupils)
         step = L if frames_per_block is None else max(1, int(frames_per_block))
         self.blocks = [slice(j, min(j + step, L)) for j in range(0, L, step)]
+
+    def move_windows(self, centers):
+        """Crop the frames' windows at other centres (LED geometry calibration moves them).
+
+        Parameters
+        ----------
+        centers : (L, 2) int
+            Window centres ``(row, col)`` in the ``N x N`` spectrum (``Acquisition.window_centers``).
+
+        Raises
+        ------
+        ValueError
+            When a window would leave the spectrum.
+        """
+        M, N = self.frame_size, self.grid_size
+        centers = np.asarray(centers, dtype=np.int64)
+        if centers.shape != (self.n_frames, 2) or np.any(centers - M // 2 < 0) or np.any(centers - M // 2 + M > N):
+            raise ValueError(f"window centres must be ({self.n_frames}, 2) with every {M}x{M} window inside the "
+                             f"{N}x{N} spectrum")
+        offsets = np.arange(M) - M // 2
+        rows = centers[:, 0, None, None] + offsets[None, :, None]
+        cols = centers[:, 1, None, None] + offsets[None, None, :]
+        flat = np.fft.ifftshift(rows * N + cols, axes=(-2, -1))
+        self.window_index = torch.as_tensor(flat, device=self.device)  # (L, M, M) int64
 
     def set_pupils(self, pupils):
         """Replace the transfer functions.
@@ -189,9 +213,12 @@ def synthetic_aperture(acquisition: Acquisition) -> np.ndarray:
     """
     M, N = acquisition.frame_size, acquisition.grid_size
     support = np.abs(acquisition.pupil_function()) > 0
+    supports = [support] * acquisition.n_frames
+    if acquisition.subpixel:  # each frame's own (shifted) pupil
+        supports = np.abs(acquisition.pupil_function(acquisition.window_remainders)) > 0
     covered = np.zeros((N, N), dtype=bool)
-    for row, col in acquisition.window_centers - M // 2:
-        covered[row:row + M, col:col + M] |= support
+    for (row, col), frame_support in zip(acquisition.window_centers - M // 2, supports, strict=True):
+        covered[row:row + M, col:col + M] |= frame_support
     return covered
 
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..calibration.steps import calibration_step
 from ..lifting import LiftedOperator
 from ..lifting.losses import make_loss
 from .methods import frobenius_norm, get_method  # noqa: F401 (frobenius_norm re-exported)
@@ -93,6 +94,9 @@ class SolverState:
     iterations : (B,) int64
         Iterations each problem ran: a problem that met ``rel_tol`` stops there (keeping its
         state) while the rest of the batch goes on.
+    calibration : list of Calibration, or None
+        One :class:`~ptycho_app.calibration.Calibration` per problem of the batch (pupil, brightness,
+        LED geometry recovered so far); None when nothing is recovered.
     """
 
     iteration: int
@@ -104,6 +108,7 @@ class SolverState:
     elapsed: float
     done: bool = False
     iterations: torch.Tensor | None = None
+    calibration: list | None = None
 
     @property
     def loss(self) -> torch.Tensor:
@@ -166,7 +171,7 @@ def solver_failure(U, d, loss, relative, options: SolverOptions, method_names, b
     return what, advice
 
 
-def iterate(operator: LiftedOperator, b: torch.Tensor, options: SolverOptions, init=None):
+def iterate(operator: LiftedOperator, b: torch.Tensor, options: SolverOptions, init=None, mask=None):
     """Run the options' method and yield the state every ``options.yield_every`` iterations.
 
     Parameters
@@ -181,6 +186,9 @@ def iterate(operator: LiftedOperator, b: torch.Tensor, options: SolverOptions, i
         ``U, d``), instead of the start ``options.init``; with a third entry ``fresh (B,) bool``,
         the problems marked fresh take the start ``options.init`` instead (a resumed batch in which
         some inputs have no earlier result).
+    mask : (B, *measurement_shape) bool, optional
+        Which measurements the loss uses (True); False ones (saturated pixels) get zero value and
+        weight (:meth:`~ptycho_app.lifting.losses.Loss.bind`). None: all.
 
     Yields
     ------
@@ -210,7 +218,10 @@ def iterate(operator: LiftedOperator, b: torch.Tensor, options: SolverOptions, i
     batch = b.shape[0]
     tau, intensity_curvature, top_vector = problem_scale(operator, b, return_vector=True)
     b_normalized = b / tau.reshape(-1, *[1] * (b.dim() - 1))
-    loss = make_loss(options.loss).bind(b_normalized)
+    loss = make_loss(options.loss).bind(b_normalized, mask=None if mask is None else torch.as_tensor(mask).to(device))
+    calibration = calibration_step(operator, options)  # pupil recovery / LED calibration (None: off)
+    if calibration is not None:  # resets the operator's pupils to the model's
+        calibration.start(b_normalized, loss)
     preconditioner = None
     if options.precondition == "spectral":
         preconditioner = spectral_preconditioner(operator, options.precondition_alpha)
@@ -266,7 +277,8 @@ def iterate(operator: LiftedOperator, b: torch.Tensor, options: SolverOptions, i
     def snapshot(k, relative, elapsed, done):
         iterations = torch.where(active, torch.full_like(stopped_at, k), stopped_at)
         return SolverState(k, U.clone(), d.clone(), tau, losses[:k + 1] * loss_unit,
-                           relative.clone(), elapsed, done, iterations)
+                           relative.clone(), elapsed, done, iterations,
+                           None if calibration is None else calibration.calibration())
 
     def project(U_new, d_new):
         if len(groups) == 1:
@@ -311,6 +323,8 @@ def iterate(operator: LiftedOperator, b: torch.Tensor, options: SolverOptions, i
             if done:
                 return
             resumed = time.perf_counter()
+        # pupil / brightness step from this pass, alternating with the factors' (gauge: see below)
+        gauge = None if calibration is None else calibration.update(k, None if all_active else active)
         # gradients by method
         if len(groups) == 1:
             grad_U, grad_d = groups[0][0].gradients(U, d, GU)
@@ -358,6 +372,8 @@ def iterate(operator: LiftedOperator, b: torch.Tensor, options: SolverOptions, i
         else:  # converged problems keep their state, as if solved alone
             U = torch.where(active[:, None, None], U_next, U)
             d = torch.where(active[:, None], d_next, d)
+        if gauge is not None:  # the pupil's tilt / scale gauges fixed: the object takes them (same loss)
+            U, U_prev = U * gauge, U_prev * gauge
 
 
 def solve(operator: LiftedOperator, b: torch.Tensor, options: SolverOptions, init=None) -> SolverState:

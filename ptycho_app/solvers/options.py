@@ -24,6 +24,8 @@ PRECONDITIONERS = ("none", "spectral")
 MOMENTA = ("none", "nesterov")
 STARTS = ("random", "spectral", "frame")
 STEP_SCHEDULES = ("constant", "adaptive")
+PUPIL_MODES = ("fixed", "recover")
+CALIBRATIONS = ("none", "brightness", "geometry", "all")
 
 #: Default normalized ``U`` steps per (method, loss), for the intensity loss those of the papers'
 #: preset.  Intensity-loss steps are in units of ``1 / lambda_max(A^*(b / tau))``; amplitude and
@@ -100,6 +102,16 @@ class SolverOptions:
                              "(0: off)")
     yield_every: int = _option(10, "report (yield) the state every this many iterations")
     seed: int | tuple = _option(0, "random start: problem k uses seed + k (or seed[k])")
+    pupil: str = _option("fixed", "recover: also recover the pupil (aberrations) alternating with the object, "
+                         "inside the NA, up to its scale, piston and tip/tilt (FP only); fixed: use the "
+                         "measurement's", PUPIL_MODES)
+    calibrate: str = _option("none", "LED calibration: brightness (a scalar per frame, in closed form), "
+                             "geometry (the LED array's shift, rotation and distance; one input per solve), "
+                             "all (both)", CALIBRATIONS)
+    calibration_delay: int = _option(100, "iterations before pupil recovery and calibration start")
+    pupil_step: float = _option(0.5, "pupil recovery step (1: a full Gauss-Newton step of the amplitude loss)")
+    pupil_alpha: float = _option(0.1, "pupil step normalizer 1/((1-alpha) E + alpha max E), E the object's "
+                                 "energy behind each pupil pixel (as in rPIE; 1: ePIE)")
 
     def __post_init__(self):
         methods = [self.method] if isinstance(self.method, str) else list(self.method)
@@ -108,7 +120,7 @@ class SolverOptions:
                              f"got {self.method!r}")
         if not isinstance(self.method, str):
             self.method = tuple(methods)
-        for name in ("loss", "precondition", "momentum", "init", "step_schedule"):
+        for name in ("loss", "precondition", "momentum", "init", "step_schedule", "pupil", "calibrate"):
             allowed = fields_by_name()[name].metadata["choices"]
             if getattr(self, name) not in allowed:
                 raise ValueError(f"solver option {name} must be one of {', '.join(allowed)}, "
@@ -118,15 +130,15 @@ class SolverOptions:
             self.step = steps.pop() if len(steps) == 1 else None  # mixed: per-method defaults
         if self.step_d is None and any("step_d" in METHODS[m].records for m in methods):
             self.step_d = DEFAULT_STEP_D[self.loss]
-        integers = {"rank": 1, "max_iters": 0, "yield_every": 1}
+        integers = {"rank": 1, "max_iters": 0, "yield_every": 1, "calibration_delay": 0}
         for name, low in integers.items():
             value = getattr(self, name)
             if not is_integer(value) or value < low:
                 raise ValueError(f"solver option {name} must be an integer >= {low}, got {value!r}")
             setattr(self, name, int(value))
         positives = (["step"] if self.step is not None else []) + ["xi", "radius"] + (
-            ["step_d"] if self.step_d is not None else [])
-        for name in positives + ["rel_tol", "scaled_lambda", "precondition_alpha"]:
+            ["step_d"] if self.step_d is not None else []) + ["pupil_step"]
+        for name in positives + ["rel_tol", "scaled_lambda", "precondition_alpha", "pupil_alpha"]:
             value = getattr(self, name)
             low_ok = value > 0 if name in positives else value >= 0
             if not is_finite_real(value) or not low_ok:
@@ -135,6 +147,8 @@ class SolverOptions:
             setattr(self, name, float(value))
         if self.precondition_alpha > 1:
             raise ValueError(f"solver option precondition_alpha must be in [0, 1], got {self.precondition_alpha}")
+        if self.pupil_alpha > 1:
+            raise ValueError(f"solver option pupil_alpha must be in [0, 1], got {self.pupil_alpha}")
         if is_integer(self.seed):
             self.seed = int(self.seed)
         elif isinstance(self.seed, (list, tuple)) and all(is_integer(s) for s in self.seed):

@@ -204,6 +204,8 @@ def get_parser() -> argparse.ArgumentParser:
     led.add_argument("--flip-y", action="store_true", help="flip the LED array in y about its centre")
     led.add_argument("--flip-x", action="store_true", help="flip the LED array in x about its centre")
     led.add_argument("--swap-xy", action="store_true", help="swap y and x of the LED array (before any flip)")
+    imp.add_argument("--ignore-pupil", action="store_true", help="leave out a pupil stored in a .mat ('aberration'): "
+                     "start from the ideal pupil (recover it with reconstruct --pupil recover; docs/calibration.md)")
     led.add_argument("--check-geometry", action="store_true", help="score the 8 flips/swaps of the LED array "
                      "against the frames' brightness and say which flags fit (see docs/data.md)")
     cam = imp.add_argument_group("camera corrections (stored in the file, used by every loss)")
@@ -452,7 +454,7 @@ def run_import(args):
     names = ("frame_type", "na", "magnification", "wavelength", "camera_pixel", "pixel_size", "defocus", "upsample",
              "crop", "frames_key", "frame_order", "illumination", "kx_key", "ky_key", "sines_sign", "leds", "pitch",
              "distance", "order", "led_order", "center_offset", "rotation", "flip_y", "flip_x", "swap_xy",
-             "exposure", "dark_field_exposure", "exposure_table", "saturation")
+             "exposure", "dark_field_exposure", "exposure_table", "saturation", "ignore_pupil")
     background = args.background if args.background in (None, "corners") else Path(args.background)
     imported = import_source(args.mat, background=background, **{name: getattr(args, name) for name in names})
     a = dataclasses.replace(imported.acquisition, subpixel=not args.no_subpixel)

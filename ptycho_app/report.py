@@ -240,7 +240,8 @@ def describe_measurement(path) -> str:
         f"camera pixel {a.camera_pixel * 1e6:.3g} um ({a.pixel_size_lr * 1e6:.4g} um at the sample)",
         "  illumination:  " + (f"LEDs {a.led_distance * 1e3:.4g} mm below the sample, " if a.led_positions is not None
                                 else "explicit direction sines, ")
-        + f"illumination NA up to {sines.max():.3f}; synthetic NA about {sines.max() + a.na:.3f}",
+        + f"illumination NA up to {sines.max():.3f}; synthetic NA about {sines.max() + a.na:.3f}; "
+        + ("sub-pixel windows (exact)" if a.subpixel else "windows rounded to whole spectrum pixels"),
         f"  object grid:   {a.grid_size} x {a.grid_size} (upsample {a.upsample}), pixel {a.pixel_size_hr * 1e6:.4g} um",
         f"  pupil:         {'complex aberration given' if a.pupil is not None else 'ideal'}, "
         f"defocus {a.defocus * 1e6:g} um",

@@ -116,3 +116,56 @@ def test_jacobi_diagonal_with_per_problem_pupils():
                                  for p in (first, second)]))
     alone = [LiftedFP(tiny_acquisition(p), dtype=torch.complex128).jacobi_diagonal() for p in (first, second)]
     assert torch.allclose(batched.jacobi_diagonal(), (alone[0] + alone[1]) / 2, rtol=1e-12)
+
+
+def test_support_pupils_reach_every_pass():
+    """set_support_pupils (the calibration's hot path) = set_pupils of the same pupils on the window
+    grid, in the fused pass and in measure / adjoint_apply / jacobi_diagonal (built when needed)."""
+    acquisition = tiny_acquisition()
+    operator = LiftedFP(acquisition, dtype=torch.complex128)
+    U, d = random_factors(operator.n, 2, 2, torch.complex128, seed=13)
+    K, L = len(operator._support), acquisition.n_frames
+    rng = np.random.default_rng(14)
+    values = torch.as_tensor(rng.normal(size=(2, L, K)) + 1j * rng.normal(size=(2, L, K)))
+    windows = operator.support_to_window(values)
+    assert torch.equal(windows.flatten(-2)[..., operator.window_positions()], values)
+    full = LiftedFP(acquisition, dtype=torch.complex128)
+    full.set_pupils(windows)
+    operator.set_support_pupils(values)
+    b = full.measure(U, d).detach() + 0.05
+    loss = make_loss("intensity").bind(b)
+    value, _, product = operator.evaluate(U, d, b, loss)
+    expected_value, _, expected_product = full.evaluate(U, d, b, loss)
+    assert torch.allclose(value, expected_value, rtol=1e-12)
+    assert torch.allclose(product, expected_product, rtol=1e-12, atol=1e-14)
+    residual = operator.measure(U, d) - b
+    assert torch.allclose(value, 0.5 * residual.square().sum(dim=(1, 2, 3)), rtol=1e-10)
+    assert torch.allclose(product, operator.adjoint_apply(residual, U), rtol=1e-10, atol=1e-12)
+    assert torch.allclose(operator.jacobi_diagonal(), full.jacobi_diagonal(), rtol=1e-12)
+
+
+def test_measure_agrees_with_evaluate_after_a_calibration_update():
+    """After CalibrationStep.update (pupil and brightness on the support), measure() sees the pupils
+    evaluate() uses, and they are compose_frame_pupils of the step's pupil and brightness."""
+    from ptycho_app.calibration.pupil import compose_frame_pupils
+    from ptycho_app.calibration.steps import CalibrationStep
+    from ptycho_app.solvers import SolverOptions
+
+    acquisition = dataclasses.replace(tiny_acquisition(aberration(15)), subpixel=True)
+    operator = LiftedFP(acquisition, dtype=torch.complex128)
+    U, d = random_factors(operator.n, 1, 2, torch.complex128, seed=16)
+    b = operator.measure(U, d).detach() * 1.2 + 0.01
+    options = SolverOptions.preset("fast", pupil="recover", calibrate="brightness", calibration_delay=0,
+                                   loss="intensity")
+    loss = make_loss("intensity").bind(b)
+    step = CalibrationStep(operator, options)
+    step.start(b, loss)
+    for k in range(3):
+        operator.evaluate(U, d, b, loss)
+        step.update(k)
+        value, _, _ = operator.evaluate(U, d, b, loss)
+        residual = operator.measure(U, d) - b
+        assert torch.allclose(value, 0.5 * residual.square().sum(dim=(1, 2, 3)), rtol=1e-10)
+    check = LiftedFP(acquisition, dtype=torch.complex128)
+    check.set_pupils(compose_frame_pupils(step.pupil, step.brightness, step.model))
+    assert torch.allclose(check.measure(U, d), operator.measure(U, d), rtol=1e-10, atol=1e-14)

@@ -172,3 +172,28 @@ def test_batched_calibration_equals_one_by_one():
             assert np.allclose(one.pupil, other.pupil, rtol=1e-9, atol=1e-12)
             assert np.allclose(one.brightness, other.brightness, rtol=1e-9)
 
+
+
+def test_relative_gauge_fix_equals_unwrapping():
+    """fix_gauges with the previous (gauge-fixed) pupil as reference fits the plane of the phase change
+    without unwrapping: the same pupil, tilt and scale as unwrapping the new pupil's phase."""
+    from ptycho_app.calibration.pupil import fix_gauges
+
+    acquisition = default_acquisition(frame_size=16, upsample=4, leds_per_side=5)
+    radius = pupil_radius(acquisition)
+    support = torch.as_tensor(np.abs(acquisition.pupil_function()) > 0)
+    rng = np.random.default_rng(21)
+    # aberrations with a wrapped phase, gauges fixed by unwrapping
+    start = torch.as_tensor(np.stack([np.exp(1j * zernike_phase(rng.uniform(-0.6, 0.6, 10), 16, radius))
+                                      for _ in range(2)]))
+    norm = torch.linalg.vector_norm((start * support).flatten(1), dim=1)
+    previous, _, _ = fix_gauges(start, support, norm)
+    # a small step: amplitude and phase changes, with tip/tilt and piston
+    y, x = np.meshgrid(np.arange(16) - 8, np.arange(16) - 8, indexing="ij")
+    change = np.stack([np.exp(1j * (0.3 + 0.05 * y - 0.08 * x + zernike_phase(rng.uniform(-0.3, 0.3, 10), 16, radius)))
+                       * rng.uniform(0.9, 1.1, (16, 16)) for _ in range(2)])
+    stepped = previous * torch.as_tensor(change)
+    expected = fix_gauges(stepped, support, norm)
+    relative = fix_gauges(stepped, support, norm, reference=previous)
+    for one, other in zip(relative, expected, strict=True):
+        assert torch.allclose(one.to(other.device), other, rtol=1e-9, atol=1e-12)

@@ -25,7 +25,7 @@ COLORS = {"bm": "tab:blue", "udu": "tab:orange"}
 RUN_FIELDS = ("method", "preset", "device", "precision")
 #: SolverOptions fields on the form (the CLI has all; these are the ones a viewer session changes).
 SOLVER_FIELDS = ("rank", "loss", "precondition", "momentum", "init", "step", "step_d", "xi", "radius", "max_iters",
-                 "seed")
+                 "seed", "pupil", "calibrate")
 #: Fields whose 0 means "the default for the method and loss".
 OPTIONAL_FIELDS = ("step", "step_d")
 LABELS = {"max_iters": "iterations", "step": "step (0: default)", "step_d": "step_d (0: default)"}

@@ -114,11 +114,14 @@ def linear_phase(pupil: np.ndarray, support: np.ndarray) -> np.ndarray:
     y, x = np.meshgrid(offsets, offsets, indexing="ij")
     phase = unwrapped_phase(pupil, support)
     design = np.stack([np.ones(int(support.sum())), y[support], x[support]], axis=1)
-    coefficients, *_ = np.linalg.lstsq(design, phase[support], rcond=None)
+    # (torch's LAPACK, not numpy's OpenBLAS: see steps._fit_zernike)
+    coefficients = torch.linalg.lstsq(torch.as_tensor(design), torch.as_tensor(phase[support])[:, None],
+                                      driver="gelsd").solution[:, 0].numpy()
     return coefficients[0] + coefficients[1] * y + coefficients[2] * x
 
 
-def fix_gauges(pupil: torch.Tensor, support: torch.Tensor, norm: torch.Tensor) -> torch.Tensor:
+def fix_gauges(pupil: torch.Tensor, support: torch.Tensor, norm: torch.Tensor,
+               reference: torch.Tensor | None = None) -> torch.Tensor:
     """Pupils with the gauges fixed: zero off ``support``, norm ``norm``, no piston or tip/tilt.
 
     Parameters
@@ -127,6 +130,12 @@ def fix_gauges(pupil: torch.Tensor, support: torch.Tensor, norm: torch.Tensor) -
     support : (M, M) bool
     norm : (B,) real
         The norm each pupil keeps (that of the starting pupil).
+    reference : (B, M, M) complex, optional
+        Pupils with these gauges already fixed that ``pupil`` is a small update of (the previous
+        iterate).  The plane is then fitted to the phase of ``pupil * conj(reference)`` (no
+        unwrapping; batched on the device), which equals the plane of ``pupil``'s unwrapped phase
+        whenever no pixel's phase moved by pi or more (the unwrapped phase of ``reference`` has no
+        plane).  None: unwrap ``pupil``'s phase (:func:`linear_phase`; one problem at a time, on the CPU).
 
     Returns
     -------
@@ -138,6 +147,8 @@ def fix_gauges(pupil: torch.Tensor, support: torch.Tensor, norm: torch.Tensor) -
         The factor the pupil was multiplied by (the object's spectrum takes ``1 / scale``).
     """
     pupil = pupil * support
+    if reference is not None:
+        return _fix_gauges_relative(pupil, support, norm, reference)
     out, tilts, scales = [], [], []
     mask = support.cpu().numpy()
     for k, one in enumerate(pupil):
@@ -150,6 +161,40 @@ def fix_gauges(pupil: torch.Tensor, support: torch.Tensor, norm: torch.Tensor) -
         scales.append(scale)
         out.append(one * scale.to(one.dtype))
     return torch.stack(out), torch.as_tensor(tilts, dtype=torch.float64), torch.stack(scales)
+
+
+_PLANE_FIT: dict = {}  # one entry: the support and its plane fit (the same every iteration of a solve)
+
+
+def _plane_fit(support: torch.Tensor, device):
+    """Flat indices (J,) of ``support``, the pseudo-inverse (3, J) of the plane's design
+    ``[1, y, x]`` there (float64) and the offsets (M,) about ``M // 2``."""
+    cached = _PLANE_FIT.get("entry")
+    if cached is not None and cached[0] is support and cached[1] == device:
+        return cached[2]
+    M = support.shape[-1]
+    offsets = torch.arange(M, device=device, dtype=torch.float64) - M // 2
+    inside = torch.nonzero(support.to(device).reshape(-1)).flatten()
+    y, x = offsets[inside // M], offsets[inside % M]
+    design = torch.stack([torch.ones_like(y), y, x], dim=1)  # (J, 3)
+    fit = (inside, torch.linalg.pinv(design), offsets)
+    _PLANE_FIT["entry"] = (support, device, fit)
+    return fit
+
+
+def _fix_gauges_relative(pupil, support, norm, reference):
+    """:func:`fix_gauges` with the plane fitted to the (small) phase change from ``reference``."""
+    inside, pseudo_inverse, offsets = _plane_fit(support, pupil.device)
+    batch = len(pupil)
+    change = (pupil.reshape(batch, -1)[:, inside] * reference.reshape(batch, -1)[:, inside].conj())
+    change = change.to(torch.complex128).angle()  # (B, J)
+    coefficients = (change[:, None, :] * pseudo_inverse).sum(dim=-1)  # (B, 3): piston, rows, cols
+    plane = (coefficients[:, 0, None, None] + coefficients[:, 1, None, None] * offsets[:, None]
+             + coefficients[:, 2, None, None] * offsets[None, :])
+    one = pupil * torch.polar(torch.ones_like(plane), -plane).to(pupil.dtype)
+    size = torch.linalg.vector_norm(one.flatten(1), dim=1)
+    scale = norm / size.clamp_min(torch.finfo(size.dtype).tiny)
+    return one * scale.to(one.dtype)[:, None, None], coefficients[:, 1:].contiguous(), scale
 
 
 def phase_error_rms(pupil: np.ndarray, truth: np.ndarray, support: np.ndarray) -> float:

@@ -17,7 +17,9 @@ common pupil through the per-frame composition (:func:`~.pupil.pull_back`),
     P <- P - step * 2 G / (M^2 f ((1 - a) E + a max E)),   G = sum_l sqrt(c_l) g_l,  E = sum_l c_l E_l,
 
 an rPIE-like step (``a = pupil_alpha``) in Gauss-Newton units: ``step = 1`` is the full Gauss-Newton
-step of the amplitude loss (``f = 1``; Poisson ``f = 4``; intensity ``f = 4 * mean b``).  Then
+step of the amplitude loss (``f = 1``; Poisson ``f = 4``; intensity ``f = 4 * mean b``).  With
+``pupil_amplitude`` ``fixed`` (the default) only the phase moves: each pixel keeps the model's
+amplitude and turns by the step's phase change, at most :data:`MAX_PHASE_STEP`.  Then
 :func:`~.pupil.fix_gauges`: zero outside the NA, the starting norm, no piston, no tip/tilt.
 
 **Brightness** (``--calibrate brightness``): per frame, the closed-form scalar ``s_l`` that best
@@ -34,12 +36,17 @@ import numpy as np
 import torch
 
 from .model import Calibration
-from .pupil import compose_frame_pupils, fix_gauges, frame_model, pull_back
-from .zernike import DEFAULT_TERMS, fit_zernike, pupil_radius
+from .pupil import compose_frame_pupils, fix_gauges, frame_model
+from .zernike import DEFAULT_TERMS, pupil_coordinates, pupil_radius, unwrapped_phase, zernike_basis
 
 #: The brightness moves this fraction of the way (in log) to its closed-form fit each iteration: the
 #: factors' step corrects the same mismatch at the same time, and full steps of both overshoot.
 BRIGHTNESS_RELAXATION = 0.5
+
+#: Largest change of the pupil's phase at one pixel in one step (radians) with ``pupil_amplitude``
+#: ``fixed``: a trust region (the Gauss-Newton step of a pixel behind little object energy can be
+#: large; one such step made the loss jump on the blood smear).
+MAX_PHASE_STEP = 0.2
 
 #: Per-loss Gauss-Newton factor of the pupil step, relative to the amplitude loss (intensity: times
 #: the mean measurement as well).
@@ -114,6 +121,9 @@ class CalibrationStep:
         self.curvature = torch.full((batch,), PUPIL_CURVATURE[loss.name], dtype=operator.real_dtype, device=device)
         if loss.name == "intensity":
             self.curvature = self.curvature * b.flatten(1).mean(dim=1)
+        # the first pupil step unwraps the model's phase; later ones fit the plane of each step's change
+        self._gauges_fixed = False
+        self._layout_key = self._layout = None
         # the same for every problem at the start: (L, M, M), which the preconditioner's set-up takes
         self.operator.set_pupils(self._frame_pupils()[0])
         self._record(self.delay <= 0)
@@ -127,8 +137,36 @@ class CalibrationStep:
         brightness = self.brightness if self.fit_brightness else None
         return compose_frame_pupils(self.pupil, brightness, self.model, n_frames=L)
 
+    def _support_layout(self):
+        """The operator's support as window positions (K,), and the sub-pixel model there: ``ratio``,
+        ``edge`` (L, K) complex and ``|ratio|^2`` (L, K) real, or Nones (cached while the operator's
+        support and the model stay the same objects)."""
+        operator = self.operator
+        key = (operator._support, self.model)
+        if self._layout_key is None or any(a is not b for a, b in zip(self._layout_key, key, strict=True)):
+            positions = operator.window_positions()
+            ratio = edge = power = None
+            if self.model is not None:
+                ratio, edge = (part.reshape(len(part), -1)[:, positions.cpu()].to(device=operator.device,
+                                                                                   dtype=operator.dtype)
+                               for part in self.model)
+                power = ratio.abs().square()
+            self._layout_key, self._layout = key, (positions, ratio, edge, power)
+        return self._layout
+
     def _apply(self):
-        self.operator.set_pupils(self._frame_pupils())
+        operator = self.operator
+        if not hasattr(operator, "set_support_pupils"):
+            operator.set_pupils(self._frame_pupils())
+            return
+        # compose_frame_pupils on the support only: sqrt(c_l) (ratio_l P + edge_l)
+        positions, ratio, edge, _ = self._support_layout()
+        frames = self.pupil.flatten(1)[:, positions][:, None]  # (B, 1, K)
+        if ratio is not None:
+            frames = frames * ratio + edge
+        if self.fit_brightness:
+            frames = frames * self.brightness.clamp_min(0).sqrt().to(frames.dtype)[..., None]
+        operator.set_support_pupils(frames)  # (B, L, K), or (B, 1, K): one pupil for all frames
 
     def update(self, k: int, active: torch.Tensor | None = None):
         """After the evaluation of iteration ``k``: one calibration step (from the delay on).
@@ -173,29 +211,44 @@ class CalibrationStep:
         """The stepped pupil (B, M, M) with its gauges fixed, and the object's tilt factor (B, n)."""
         operator = self.operator
         M = operator.linear.frame_size
-        brightness = self.brightness if self.fit_brightness else None
-        gradient = pull_back(operator.support_to_window(operator.pupil_gradient), brightness, self.model)
-        energy_frames = operator.support_to_window(operator.pupil_energy)
-        if brightness is not None:  # E = sum_l c_l |ratio_l|^2 E_l: the energy behind the common pupil
-            energy_frames = energy_frames * brightness.sqrt()[..., None, None]
-        if self.model is not None:
-            energy_frames = energy_frames * self.model[0].abs().to(energy_frames)
-        energy = pull_back(energy_frames, brightness, self.model).real
+        batch = len(self.pupil)
+        # pull_back on the support: G = sum_l sqrt(c_l) conj(ratio_l) g_l, E = sum_l c_l |ratio_l|^2 E_l
+        positions, ratio, _, power = self._support_layout()
+        gradient_frames, energy_frames = operator.pupil_gradient, operator.pupil_energy  # (B, L, K)
+        if ratio is not None:
+            gradient_frames = gradient_frames * ratio.conj()
+            energy_frames = energy_frames * power.to(energy_frames.dtype)
+        if self.fit_brightness:
+            c = self.brightness.clamp_min(0)
+            gradient_on = (c.sqrt().to(gradient_frames.dtype)[:, None, :] @ gradient_frames)[:, 0]
+            energy_on = (c.to(energy_frames.dtype)[:, None, :] @ energy_frames)[:, 0]
+        else:
+            gradient_on, energy_on = gradient_frames.sum(dim=1), energy_frames.sum(dim=1)
         alpha = self.options.pupil_alpha
-        peak = energy.flatten(1).amax(dim=1)[:, None, None]
-        denominator = (1 - alpha) * energy + alpha * peak
-        denominator = denominator * (M**2 * self.curvature)[:, None, None]
+        peak = energy_on.amax(dim=1, keepdim=True)  # (the energy is zero off the support)
+        denominator = (1 - alpha) * energy_on + alpha * peak
+        denominator = denominator * (M**2 * self.curvature)[:, None]
         tiny = torch.finfo(denominator.dtype).tiny
-        step = 2 * self.options.pupil_step * gradient / denominator.clamp_min(tiny).to(gradient.dtype)
-        pupil, tilt, _ = fix_gauges(self.pupil - step * self.support, self.support, self.norm)
+        step = 2 * self.options.pupil_step * gradient_on / denominator.clamp_min(tiny).to(gradient_on.dtype)
+        stepped = self.pupil.flatten(1).clone()
+        stepped[:, positions] -= step  # (off the support the gradient, hence the step, is zero)
+        stepped = stepped.reshape(batch, M, M)
+        if self.options.pupil_amplitude == "fixed":  # the aberration phase only, at most MAX_PHASE_STEP a step
+            change = torch.angle(stepped * self.pupil.conj()).clamp(-MAX_PHASE_STEP, MAX_PHASE_STEP)
+            stepped = self.pupil * torch.polar(torch.ones_like(change), change)
+        pupil, tilt, _ = fix_gauges(stepped, self.support, self.norm,
+                                    reference=self.pupil if self._gauges_fixed else None)
+        self._gauges_fixed = True
         # the object's spectrum takes the tilt gauge: exp(+i tilt . k) keeps the loss unchanged
+        # (a separable ramp: the outer product of one exp per axis)
         N = operator.linear.grid_size
         k = torch.arange(N, device=pupil.device, dtype=torch.float64) - N // 2
         tilt = tilt.to(pupil.device)
-        phase = tilt[:, 0, None, None] * k[:, None] + tilt[:, 1, None, None] * k[None, :]  # (B, N, N)
+        rows = torch.polar(torch.ones_like(k), tilt[:, 0, None] * k).to(pupil.dtype)  # (B, N)
+        cols = torch.polar(torch.ones_like(k), tilt[:, 1, None] * k).to(pupil.dtype)
         # (the pupil's scale gauge is not moved onto the object: UDU's ball would clip it every step)
-        gauge = torch.exp(1j * phase).reshape(len(pupil), N * N)
-        return pupil, gauge.to(pupil.dtype)
+        gauge = (rows[:, :, None] * cols[:, None, :]).reshape(len(pupil), N * N)
+        return pupil, gauge
 
     def _brightness_fit(self, sums) -> torch.Tensor:
         tiny = torch.finfo(sums["q"].dtype).tiny
@@ -219,9 +272,22 @@ class CalibrationStep:
         out = []
         for k in range(self.pupil.shape[0]):
             pupil = self.pupil[k].detach().cpu().numpy().astype(np.complex128)
-            zernike = fit_zernike(pupil, radius, DEFAULT_TERMS) if self.recover_pupil else None
+            zernike = _fit_zernike(pupil, radius, DEFAULT_TERMS) if self.recover_pupil else None
             brightness = (self.brightness[k].detach().cpu().numpy().astype(np.float64)
                           if self.fit_brightness else None)
             out.append(Calibration(pupil=pupil if self.recover_pupil else None, zernike=zernike,
                                    brightness=brightness, attrs=dict(attrs)))
         return out
+
+
+def _fit_zernike(pupil: np.ndarray, radius: float, n_terms: int) -> np.ndarray:
+    """:func:`~.zernike.fit_zernike` (same support, unwrapping and least squares: LAPACK's gelsd) with
+    the least squares in torch.  numpy's OpenBLAS, woken at every yield, leaves its threads spinning
+    for about 0.1 s after the call, against the solver's threads: on a 2-core machine that slowed the
+    following iterations of ``--pupil recover`` by 1 to 2 ms each on average (FP-256)."""
+    basis = zernike_basis(n_terms, pupil.shape[-1], radius)
+    rho, _ = pupil_coordinates(pupil.shape[-1], radius)
+    support = (np.abs(pupil) > 0) & (rho <= 1 + 1e-12)
+    phase = unwrapped_phase(pupil, support)
+    design = torch.as_tensor(np.ascontiguousarray(basis[:, support].T))
+    return torch.linalg.lstsq(design, torch.as_tensor(phase[support])[:, None], driver="gelsd").solution[:, 0].numpy()

@@ -150,7 +150,7 @@ def import_source(source, *, na, magnification, frame_type=None, wavelength=None
                   illumination=None, kx_key="kx_na", ky_key="ky_na", sines_sign=-1.0, leds=None, pitch=None,
                   distance=None, order="raster", led_order=None, center_offset=(0.0, 0.0), rotation=0.0,
                   flip_y=False, flip_x=False, swap_xy=False, exposure=None, dark_field_exposure=None,
-                  exposure_table=None, background=None, saturation=None) -> Imported:
+                  exposure_table=None, background=None, saturation=None, ignore_pupil=False) -> Imported:
     """Read any import source with its geometry and corrections (the flags of ``ptycho-app import``).
 
     Returns
@@ -181,7 +181,7 @@ def import_source(source, *, na, magnification, frame_type=None, wavelength=None
                                 wavelength=wavelength, na=na, magnification=magnification, camera_pixel=camera_pixel,
                                 pixel_size=pixel_size, defocus=defocus, upsample=upsample, kx_key=kx_key,
                                 ky_key=ky_key, sines_sign=sines_sign, crop=crop, direction_sines=sines,
-                                names=IMPORT_NAMES)
+                                names=IMPORT_NAMES, pupil_key=None if ignore_pupil else "aberration")
         frames, acquisition, notes = matlab.frames, matlab.acquisition, list(matlab.notes)
         if grid is not None:
             notes.append(grid[1])

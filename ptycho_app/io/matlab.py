@@ -319,7 +319,7 @@ def _illumination_from_mat(variables, kx_key, ky_key, path, names=ARGUMENT_NAMES
 def _pupil(variables, pupil_key, M, path):
     """The pupil array or None, and a note."""
     if pupil_key is None:
-        return None, "pupil: none (pupil_key=None)"
+        return None, "pupil: none (left out: --ignore-pupil)"
     if pupil_key not in variables:
         return None, f"pupil: none (no variable {pupil_key!r})"
     value = np.asarray(variables[pupil_key])

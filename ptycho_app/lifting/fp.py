@@ -105,6 +105,34 @@ class LiftedFP(QuadraticLifted):
         self._pupil_in = self._on_support(lin.pupil_forward) / M**2
         self._pupil_out = self._on_support(lin.pupil_adjoint)
 
+    def set_support_pupils(self, values: torch.Tensor):
+        """:meth:`set_pupils` for pupils given on the support only: the calibration's hot path.
+
+        Parameters
+        ----------
+        values : (L, K) or (B, L, K) complex tensor
+            Per (problem and) frame (or one for all frames: a frame axis of length 1), unscaled, at
+            the support's pixels (the layout of ``pupil_gradient``; :meth:`window_positions` gives
+            their window-grid places).  The fused pass takes them at once; the linear operator's full
+            pupils (the other passes) are built from them when first needed, so every pass sees
+            these pupils.
+        """
+        L = self.linear.n_frames
+        values = values.to(device=self.device, dtype=self.dtype)
+        scale = (self.linear.frame_size / self.linear.grid_size) ** 2 / self.linear.frame_size**2
+        self.linear.set_pupils_on(self._support, values.expand(*values.shape[:-2], L, -1))
+        flat = values if values.dim() == 3 else values.unsqueeze(0)
+        # (a frame axis of length 1 stays one: the same pupil for every frame costs no (B, L, K) copies)
+        self._pupil_in = (flat * scale).expand(-1, L, -1)
+        self._pupil_out = (flat.conj() * scale).expand(-1, L, -1)
+
+    def window_positions(self) -> torch.Tensor:
+        """(K,) int64: the support's pixels as flat positions in the window layout of :meth:`set_pupils`
+        (DC at ``M // 2``): ``support_to_window(v).flatten(-2)[..., window_positions()] == v``."""
+        M = self.linear.frame_size
+        rows, cols = self._support // M, self._support % M
+        return ((rows + M // 2) % M) * M + (cols + M // 2) % M
+
     def move_windows(self, centers):
         """Crop the frames at other window centres (L, 2) from now on, keeping the operator, its
         support and pupils (LED geometry calibration: a remainder left ``[-0.5, 0.5]``)."""
@@ -204,8 +232,12 @@ class LiftedFP(QuadraticLifted):
             power = self._buffer("power", shape, b.dtype)
             # forward: gather the windows on the pupil's support, apply the pupil, inverse FFT
             gathered = torch.gather(columns, -1, index.expand(batch, rank, -1)).view(batch, rank, frames, K)
-            raw = gathered.clone() if pupil_terms else None  # the object's windows, before the pupil
-            gathered.mul_(self._pupil_in[:, None, block])
+            if pupil_terms:  # keep the object's windows (before the pupil) for the pupil terms
+                raw = gathered
+                gathered = torch.mul(raw, self._pupil_in[:, None, block],
+                                     out=self._buffer("pupil_windows", raw.shape, U.dtype))
+            else:
+                gathered.mul_(self._pupil_in[:, None, block])
             windows.view(batch, rank, frames, M * M).index_copy_(-1, self._support, gathered)
             fields = torch.fft.ifft2(windows, norm="forward")
             # predicted intensities of this block: q = sum_r d_r |psi_r|^2
@@ -229,9 +261,18 @@ class LiftedFP(QuadraticLifted):
             spectra = torch.fft.fft2(fields)
             selected = spectra.view(batch, rank, frames, M * M).index_select(-1, self._support)
             if pupil_terms:  # d loss / d conj(P_l) = c sum_r d_r conj(raw_r) fft2(w psi_r), c = (M/N)^2 / M^2
-                d_r = d.reshape(batch, rank, 1, 1).to(b.dtype)
-                self.pupil_gradient[:, block] = (raw.conj() * selected * d_r).sum(dim=1) * pupil_scale
-                self.pupil_energy[:, block] = (raw.abs().square() * d_r).sum(dim=1) * pupil_scale**2
+                gradient_block = self.pupil_gradient[:, block]
+                energy_block = self.pupil_energy[:, block]
+                if rank == 1:  # straight into the outputs (a view of them)
+                    torch.mul(raw[:, 0].conj(), selected[:, 0], out=gradient_block)
+                    torch.abs(raw[:, 0], out=energy_block).square_()
+                    scale_gradient = pupil_scale * (1.0 if unit_weights else d[:, 0, None, None].to(b.dtype))
+                    gradient_block.mul_(scale_gradient)
+                    energy_block.mul_(scale_gradient * pupil_scale)
+                else:
+                    d_r = d.reshape(batch, rank, 1, 1).to(b.dtype) * pupil_scale
+                    gradient_block.copy_((raw.conj() * selected * d_r).sum(dim=1))
+                    energy_block.copy_((raw.abs().square_() * d_r).sum(dim=1) * pupil_scale)
             selected.mul_(self._pupil_out[:, None, block])
             product.index_add_(-1, index, selected.view(batch, rank, -1))
         return value, residual_sq, product.transpose(-1, -2)

@@ -104,8 +104,55 @@ class FPMeasurement:
                              f"got {tuple(pupils.shape)}")
         pupils = torch.fft.ifftshift(pupils.to(device=self.device, dtype=self.dtype), dim=(-2, -1))
         scale = (M / self.grid_size) ** 2
-        self.pupil_forward = pupils * scale
-        self.pupil_adjoint = pupils.conj() * (scale / M**2)
+        self._pupil_forward = pupils * scale
+        self._pupil_adjoint = pupils.conj() * (scale / M**2)
+        self._pending = None
+
+    def set_pupils_on(self, index: torch.Tensor, values: torch.Tensor):
+        """Replace the transfer functions by ones given only on some window pixels (zero elsewhere).
+
+        The full (ifftshifted) pupils are built from these when a pass first needs them (pupil
+        recovery replaces them every iteration; only the lifted operator's fused pass, which keeps
+        its own copy on the support, runs between most of those updates).
+
+        Parameters
+        ----------
+        index : (K,) int64
+            Flat positions in the ifftshifted ``M x M`` window (as ``window_index``'s layout).
+        values : (L, K) or (B, L, K) complex
+            The unscaled pupils there.
+        """
+        L = self.n_frames
+        if values.dim() not in (2, 3) or values.shape[-2] != L or values.shape[-1] != len(index):
+            raise ValueError(f"pupil values must have shape ({L}, {len(index)}) or (B, {L}, {len(index)}), "
+                             f"got {tuple(values.shape)}")
+        self._pending = (index.to(self.device), values.to(device=self.device, dtype=self.dtype))
+        self._pupil_forward = self._pupil_adjoint = None
+
+    def _materialize(self):
+        index, values = self._pending
+        M = self.frame_size
+        pupils = torch.zeros(*values.shape[:-1], M * M, dtype=self.dtype, device=self.device)
+        pupils[..., index] = values
+        pupils = pupils.reshape(*values.shape[:-1], M, M)
+        scale = (M / self.grid_size) ** 2
+        self._pupil_forward = pupils * scale
+        self._pupil_adjoint = pupils.conj() * (scale / M**2)
+        self._pending = None
+
+    @property
+    def pupil_forward(self) -> torch.Tensor:
+        """The pupils (ifftshifted) with the forward scaling ``(M / N)^2``."""
+        if self._pending is not None:
+            self._materialize()
+        return self._pupil_forward
+
+    @property
+    def pupil_adjoint(self) -> torch.Tensor:
+        """The conjugate pupils (ifftshifted) with the adjoint scaling ``(M / N)^2 / M^2``."""
+        if self._pending is not None:
+            self._materialize()
+        return self._pupil_adjoint
 
     @staticmethod
     def frame_pupils(pupil: torch.Tensor, frames: slice, lead: int = 1) -> torch.Tensor:

@@ -24,6 +24,7 @@ PRECONDITIONERS = ("none", "spectral")
 MOMENTA = ("none", "nesterov")
 STARTS = ("random", "spectral", "frame")
 STEP_SCHEDULES = ("constant", "adaptive")
+PUPIL_AMPLITUDES = ("fixed", "free")
 PUPIL_MODES = ("fixed", "recover")
 CALIBRATIONS = ("none", "brightness", "geometry", "all")
 
@@ -110,8 +111,13 @@ class SolverOptions:
                              "all (both)", CALIBRATIONS)
     calibration_delay: int = _option(100, "iterations before pupil recovery and calibration start")
     pupil_step: float = _option(0.5, "pupil recovery step (1: a full Gauss-Newton step of the amplitude loss)")
-    pupil_alpha: float = _option(0.1, "pupil step normalizer 1/((1-alpha) E + alpha max E), E the object's "
-                                 "energy behind each pupil pixel (as in rPIE; 1: ePIE)")
+    pupil_amplitude: str = _option("fixed", "with --pupil recover: fixed recovers the aberration phase only (the "
+                                   "model's amplitude is kept; robust on real data), free recovers the amplitude "
+                                   "too (apodization; it can absorb model errors and made UDU collapse on the blood "
+                                   "smear, docs/calibration.md)", PUPIL_AMPLITUDES)
+    pupil_alpha: float = _option(0.001, "pupil step normalizer 1/((1-alpha) E + alpha max E), E the object's "
+                                 "energy behind each pupil pixel (as in rPIE; 1: ePIE). Small: the object's DC "
+                                 "peak would otherwise set the step of every pupil pixel (docs/calibration.md)")
 
     def __post_init__(self):
         methods = [self.method] if isinstance(self.method, str) else list(self.method)
@@ -120,7 +126,8 @@ class SolverOptions:
                              f"got {self.method!r}")
         if not isinstance(self.method, str):
             self.method = tuple(methods)
-        for name in ("loss", "precondition", "momentum", "init", "step_schedule", "pupil", "calibrate"):
+        for name in ("loss", "precondition", "momentum", "init", "step_schedule", "pupil", "pupil_amplitude",
+                     "calibrate"):
             allowed = fields_by_name()[name].metadata["choices"]
             if getattr(self, name) not in allowed:
                 raise ValueError(f"solver option {name} must be one of {', '.join(allowed)}, "

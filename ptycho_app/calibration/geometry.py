@@ -25,6 +25,12 @@ the operator and the factors stay) with the exact pupils ``P(k - delta_l)`` of t
 (``Acquisition.pupil_function(shift=...)``; a recovered pupil is shifted bilinearly); the operator's
 support is widened by a pixel so that shifted discs are not cut.
 
+Per-frame refinement (``--geometry-model array+frames``): once the model has settled (the search step
+at :data:`MIN_SEARCH_STEP`), each frame's window sits at the model's shift plus a correction ``c_l`` of
+its own; the search is made about ``t_l + c_l``, the model is fitted to the frames' optima as before, and
+each frame moves :data:`FRAME_DAMPING` of the way to its optimum, ``|c_l| <=`` :data:`MAX_CORRECTION`
+pixels per axis.  The calibration's direction sines are then the frames' (``led_model`` the array's).
+
 A batch shares one operator and so one set of windows: geometry calibration takes one problem at a
 time (a batch of more than one is refused).
 """
@@ -44,6 +50,9 @@ GEOMETRY_EVERY = 5
 #: The per-frame search's first and smallest step ``h``, pixels of the object spectrum: ``h`` follows
 #: the model's last move (four times its largest window move), within these bounds.
 SEARCH_STEP, MIN_SEARCH_STEP = 0.5, 0.125
+#: Per-frame refinement: the fraction of the way to its optimum a frame moves per step, and the largest
+#: correction (pixels per axis) a frame may take from the model's shift.
+FRAME_DAMPING, MAX_CORRECTION = 0.5, 1.0
 
 
 class GeometryStep:
@@ -62,6 +71,9 @@ class GeometryStep:
     ----------
     parameters : (4,) float64
         The current fit ``(dy, dx, rotation, distance)`` (metres, degrees, metres).
+    corrections : (L, 2) float64
+        Each frame's window shift minus the model's, pixels (zero unless ``geometry_model`` is
+        ``array+frames``).
     """
 
     def __init__(self, operator, options, other=None):
@@ -73,6 +85,9 @@ class GeometryStep:
         self.grid, _ = require_leds(self.acquisition)
         self.delay = options.calibration_delay
         self.parameters = nominal_parameters(self.acquisition)
+        self.per_frame = getattr(options, "geometry_model", "array") == "array+frames"
+        self.corrections = np.zeros((len(self.grid), 2))
+        self.refining = False
         self.steps_taken = 0
 
     # ---- protocol ---------------------------------------------------------------------------
@@ -98,6 +113,8 @@ class GeometryStep:
         radius = acquisition.na / acquisition.wavelength + acquisition.frequency_step  # one pixel wider
         self.operator.widen_support(np.hypot(f[:, None], f[None, :]) <= radius)
         self.parameters = nominal_parameters(acquisition)
+        self.corrections = np.zeros((len(self.grid), 2))
+        self.refining = False
         self.steps_taken = 0
         self.search_step = SEARCH_STEP
         self._apply(self.parameters, per_problem=False)  # (L, M, M): what the preconditioner's set-up takes
@@ -114,7 +131,7 @@ class GeometryStep:
         """
         # the pupil / brightness steps wait until the geometry has settled: a misplaced window's frame
         # would otherwise be explained by its brightness (and the pupil), which misleads the search
-        settled = self.steps_taken > 0 and self.search_step <= MIN_SEARCH_STEP
+        settled = self._settled()
         gauge = None
         if self.other is not None and (k < self.delay or settled):
             gauge = self.other.update(k, active)
@@ -130,14 +147,28 @@ class GeometryStep:
         """The other step's calibration with ``direction_sines`` and ``led_model`` filled in."""
         out = self.other.calibration() if self.other is not None else [Calibration()]
         sines = led_sines(self.grid, self.parameters).numpy()
+        if self.per_frame:  # shift = sines / (wavelength dk)
+            sines = sines + self.corrections * (self.acquisition.wavelength * self.acquisition.frequency_step)
         for one in out:
             one.direction_sines = sines.copy()
             one.led_model = led_model(self.parameters)
             one.attrs = {"pupil_mode": self.options.pupil, **one.attrs, "calibrate": self.options.calibrate,
                          "geometry_steps": self.steps_taken}
+            if self.per_frame:
+                one.attrs["led_per_frame"] = True
         return out
 
     # ---- internals --------------------------------------------------------------------------
+    def _settled(self) -> bool:
+        """The model has taken a step and its search step is at its minimum."""
+        return self.steps_taken > 0 and self.search_step <= MIN_SEARCH_STEP
+
+    def frame_shifts(self, parameters=None) -> np.ndarray:
+        """(L, 2) float64: the frames' window shifts, the model's (at ``parameters``, default the fit's)
+        plus the per-frame corrections."""
+        parameters = self.parameters if parameters is None else parameters
+        return led_window_shifts(self.acquisition, parameters) + self.corrections
+
     def _frame_pupils(self, delta, per_problem=True) -> torch.Tensor:
         """Frames' pupils for remainders ``delta`` (L, 2): (L, M, M) or (1, L, M, M)."""
         other, acquisition = self.other, self.acquisition
@@ -163,7 +194,7 @@ class GeometryStep:
         return True
 
     def _apply(self, parameters, per_problem=True):
-        if not self._use_shifts(led_window_shifts(self.acquisition, parameters), per_problem):
+        if not self._use_shifts(self.frame_shifts(parameters), per_problem):
             raise ValueError("--calibrate geometry: the fitted LED array moves illumination windows out of the "
                              "object spectrum (increase --upsample)")
 
@@ -185,7 +216,9 @@ class GeometryStep:
     def _search_step(self):
         """Each frame's best window shift about the model's, then one Gauss-Newton step of the model."""
         U, d = self.operator.last_point
-        shifts = led_window_shifts(self.acquisition, self.parameters)
+        # frames move on their own once the model has settled (and go on doing so)
+        self.refining = refine = self.per_frame and (self.refining or self._settled())
+        shifts = self.frame_shifts()
         h = self.search_step
         grid = np.empty((len(shifts), 3, 3))
         for i in range(3):
@@ -202,7 +235,12 @@ class GeometryStep:
         weights = np.sqrt(curvatures[0] + curvatures[1])
         jacobian = shift_jacobian(self.acquisition, self.parameters)  # (L, 2, 4)
         weighted = (jacobian * weights[:, None, None]).reshape(-1, 4)
-        move, *_ = np.linalg.lstsq(weighted, (best * weights[:, None]).reshape(-1), rcond=None)
+        # the model's target: each frame's optimum, t_l + c_l + best_l
+        target = self.corrections + best
+        move, *_ = np.linalg.lstsq(weighted, (target * weights[:, None]).reshape(-1), rcond=None)
+        if refine:  # each frame part of the way to its optimum; the correction is relative to the moved model
+            self.corrections = np.clip(self.corrections + FRAME_DAMPING * best - jacobian @ move,
+                                       -MAX_CORRECTION, MAX_CORRECTION)
         self.parameters = self.parameters + move
         self.steps_taken += 1
         largest = float(np.abs(jacobian @ move).max())

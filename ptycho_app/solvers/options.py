@@ -27,6 +27,7 @@ STEP_SCHEDULES = ("constant", "adaptive")
 PUPIL_AMPLITUDES = ("fixed", "free")
 PUPIL_MODES = ("fixed", "recover")
 CALIBRATIONS = ("none", "brightness", "geometry", "all")
+GEOMETRY_MODELS = ("array", "array+frames")
 
 #: Default normalized ``U`` steps per (method, loss), for the intensity loss those of the papers'
 #: preset.  Intensity-loss steps are in units of ``1 / lambda_max(A^*(b / tau))``; amplitude and
@@ -109,6 +110,10 @@ class SolverOptions:
     calibrate: str = _option("none", "LED calibration: brightness (a scalar per frame, in closed form), "
                              "geometry (the LED array's shift, rotation and distance; one input per solve), "
                              "all (both)", CALIBRATIONS)
+    geometry_model: str = _option("array", "with --calibrate geometry or all: array fits the LED array's shift, "
+                                  "rotation and distance; array+frames then also moves each LED on its own (within 1 "
+                                  "pixel of the array's position) once the array fit has settled; measured so far "
+                                  "it is less accurate than array alone (docs/calibration.md)", GEOMETRY_MODELS)
     calibration_delay: int = _option(100, "iterations before pupil recovery and calibration start")
     pupil_step: float = _option(0.5, "pupil recovery step (1: a full Gauss-Newton step of the amplitude loss)")
     pupil_amplitude: str = _option("fixed", "with --pupil recover: fixed recovers the aberration phase only (the "
@@ -127,11 +132,14 @@ class SolverOptions:
         if not isinstance(self.method, str):
             self.method = tuple(methods)
         for name in ("loss", "precondition", "momentum", "init", "step_schedule", "pupil", "pupil_amplitude",
-                     "calibrate"):
+                     "calibrate", "geometry_model"):
             allowed = fields_by_name()[name].metadata["choices"]
             if getattr(self, name) not in allowed:
                 raise ValueError(f"solver option {name} must be one of {', '.join(allowed)}, "
                                  f"got {getattr(self, name)!r}")
+        if self.geometry_model != "array" and self.calibrate not in ("geometry", "all"):
+            raise ValueError(f"--geometry-model {self.geometry_model} refines the LED geometry: it needs --calibrate "
+                             f"geometry or all, got --calibrate {self.calibrate}")
         if self.step is None:
             steps = {DEFAULT_STEP[m, self.loss] for m in methods}
             self.step = steps.pop() if len(steps) == 1 else None  # mixed: per-method defaults

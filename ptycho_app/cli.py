@@ -251,6 +251,11 @@ def get_parser() -> argparse.ArgumentParser:
     rec.add_argument("--calibration", metavar="RESULT",
                      help="apply the calibration recovered in this result file to every input: its pupil, direction "
                      "sines and brightness (the frames are divided by it); see docs/data.md")
+    tiles = rec.add_argument_group("whole field of view (frames larger than a tile; needs LED positions)")
+    tiles.add_argument("--tile", type=int, metavar="T", help="cut the frames into T x T camera-pixel tiles, solve each "
+                       "with its own illumination and stitch them into one result per method")
+    tiles.add_argument("--overlap", type=int, metavar="V", help="least overlap of neighbouring tiles, camera pixels "
+                       "(with --tile; default: T // 4)")
     add_run_options(rec.add_argument_group("run"), kind="fp")
     add_solver_options(rec)
     hw = rec.add_argument_group("batching")
@@ -476,6 +481,10 @@ def run_import(args):
 def run_reconstruct(args):
     from .batch import reconstruct_files
 
+    if args.tile is None and args.overlap is not None:
+        raise ValueError("--overlap needs --tile")
+    if args.tile is not None:
+        return run_reconstruct_tiled(args)
     out = prepare_output_folder(args.out)
     options = solver_overrides(args)
     written = reconstruct_files(args.inputs, run=run_options(args), out_dir=out, resume=args.resume,
@@ -483,6 +492,21 @@ def run_reconstruct(args):
                                 overwrite=args.overwrite, calibration=args.calibration, **options)
     print(f"wrote {len(written)} result file(s) to {out}; look at them with: ptycho-app compare "
           + " ".join(str(p) for p in written[:4]) + (" ..." if len(written) > 4 else ""))
+
+
+def run_reconstruct_tiled(args):
+    from .tiled import reconstruct_files_tiled
+
+    for flag, given in (("--resume", args.resume), ("--calibration", args.calibration is not None)):
+        if given:
+            raise ValueError(f"{flag} is not supported with --tile yet")
+    overlap = args.tile // 4 if args.overlap is None else args.overlap
+    out = prepare_output_folder(args.out)
+    written = reconstruct_files_tiled(args.inputs, args.tile, overlap, run=run_options(args), out_dir=out,
+                                      progress=not args.no_progress, batch_size=args.batch_size,
+                                      upsample=args.upsample, overwrite=args.overwrite, **solver_overrides(args))
+    print(f"wrote {len(written)} stitched result file(s) to {out}: " + " ".join(str(p) for p in written[:4])
+          + (" ..." if len(written) > 4 else ""))
 
 
 def run_compare(args):

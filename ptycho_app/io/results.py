@@ -12,7 +12,20 @@
 ``reference``          (N, N) complex64      band-limited ground truth (simulated inputs only)
 ``reference_matrix``   (n, n)                ground truth X (``sense`` results only; (n1, n2) asymmetric)
 ``calibration/...``    group, optional       the recovered calibration (FP results that recovered one)
+``tiles/eigenvalues``  (K, r) float64        tiled results: eigenvalues of each tile's X (K tiles)
+``tiles/corners``      (K, 2) int64          tiled results: each tile's top-left ``(row, col)``, camera pixels
+``maps/lambda_ratio``  (rows, cols) float64  tiled results: lambda_2 / lambda_1 per tile on the tile grid
+                                             (NaN at rank 1)
+``maps/residual``      (rows, cols) float64  tiled results: each tile's relative residual (rank-r X)
 =====================  ====================  ====================================================
+
+Tiled results (``reconstruct --tile T --overlap V``, :mod:`ptycho_app.tiled`; attribute ``tiled`` true,
+with ``tile``, ``overlap``, ``tile_rows``, ``tile_cols``): ``object`` is the stitched full field
+(``Nf x Nf``, ``Nf = upsample x`` the frames' size) and ``reference`` the band-limited ground truth on
+the same grid; ``spectrum`` is left out.  ``eigenvalues``, ``loss`` and ``factors/...`` are those of
+the first tile (``tiles/corners[0]``), kept so every result has them; a tiled result cannot be
+continued with ``--resume``.  Tile ``k`` sits at row ``k // tile_cols``, column ``k % tile_cols`` of
+the maps.
 
 The ``calibration`` group (:class:`~ptycho_app.calibration.Calibration`, layout in
 :mod:`ptycho_app.calibration.model`; every dataset optional):
@@ -53,12 +66,15 @@ from .. import __version__
 from ..calibration.model import LED_MODEL_KEYS, Calibration
 from .atomic import atomic_hdf5
 from .errors import InputFileError, hdf5_errors
-from .measurement import dataset_layout, has, open_hdf5, read_array
+from .measurement import check_numbers, dataset_layout, has, open_hdf5, read_array, read_dataset
 
 REQUIRED = ("eigenvalues", "loss", "factors/U", "factors/d")
 #: Asymmetric results hold ``singular_values`` instead of ``eigenvalues``.
 SPECTRA = ("eigenvalues", "singular_values")
 OPTIONAL = ("object", "spectrum", "reference", "reference_matrix")
+#: Datasets of tiled results: name -> (dataset, number of axes, dtype written).
+TILED = {"tile_eigenvalues": ("tiles/eigenvalues", 2, np.float64), "tile_corners": ("tiles/corners", 2, np.int64),
+         "lambda_ratio": ("maps/lambda_ratio", 2, np.float64), "residual_map": ("maps/residual", 2, np.float64)}
 #: Datasets of the ``calibration`` group: name -> (number of axes, dtype written, number kind).
 CALIBRATION_DATASETS = {"pupil": (2, np.complex64, "complex"), "zernike": (1, np.float64, "real"),
                         "brightness": (1, np.float64, "real"), "direction_sines": (2, np.float64, "real")}
@@ -88,6 +104,14 @@ class Result:
         Asymmetric results: singular values of ``X = U_1 D U_2^*`` (``U`` is ``[U_1; U_2]``).
     calibration : Calibration or None
         The calibration recovered with the object (FP results; None when nothing was recovered).
+    tile_eigenvalues : (K, r) float64 or None
+        Tiled results: each tile's eigenvalues, decreasing.
+    tile_corners : (K, 2) int64 or None
+        Tiled results: each tile's top-left ``(row, col)`` in camera pixels.
+    lambda_ratio : (rows, cols) float64 or None
+        Tiled results: ``lambda_2 / lambda_1`` per tile (NaN at rank 1).
+    residual_map : (rows, cols) float64 or None
+        Tiled results: each tile's relative residual.
     """
 
     eigenvalues: np.ndarray
@@ -102,6 +126,15 @@ class Result:
     path: Path | None = None
     singular_values: np.ndarray | None = None
     calibration: Calibration | None = None
+    tile_eigenvalues: np.ndarray | None = None
+    tile_corners: np.ndarray | None = None
+    lambda_ratio: np.ndarray | None = None
+    residual_map: np.ndarray | None = None
+
+    @property
+    def tiled(self) -> bool:
+        """A stitched result of ``reconstruct --tile`` (its object is the full field, not the factors' grid)."""
+        return self.tile_corners is not None
 
     @property
     def spectral_values(self) -> np.ndarray:
@@ -151,6 +184,10 @@ def write_result(path, result: Result):
         write_attributes(f, attrs)
         if result.calibration is not None and not result.calibration.is_empty():
             write_calibration(f, result.calibration)
+        for name, (key, _, dtype) in TILED.items():
+            value = getattr(result, name)
+            if value is not None:
+                f[key] = np.asarray(value, dtype=dtype)
 
 
 def write_attributes(node, attrs: dict):
@@ -247,10 +284,44 @@ def check_memory(f, path, names):
     require_memory(2 * total, f"{path}: reading the result")
 
 
-def check_shapes(path, eigenvalues, loss, U, d, optional, blocks=None):
+def read_tiled(f, path, name) -> np.ndarray:
+    """One dataset of :data:`TILED`, checked (``maps/lambda_ratio`` may hold NaN: tiles solved at rank 1)."""
+    key, ndim, dtype = TILED[name]
+    if name == "lambda_ratio":
+        value = read_dataset(f, path, key)
+        check_numbers(value, path, key, ndim)
+        if np.any(np.isinf(value)):
+            raise InputFileError(path, "contains Inf values", field=key)
+        return value.astype(dtype)
+    return read_array(f, path, key, ndim).astype(dtype)
+
+
+def check_tiled(path, tiled: dict, rank: int, optional: dict):
+    """Shapes of a tiled result's datasets (:data:`TILED`) against each other; its images must be square."""
+    eigenvalues, corners = tiled["tile_eigenvalues"], tiled["tile_corners"]
+    if corners is None or corners.shape[1:] != (2,) or len(corners) < 1:
+        raise InputFileError(path, "a tiled result needs tiles/corners of shape (K, 2)", field="tiles/corners")
+    count = len(corners)
+    if eigenvalues is not None and eigenvalues.shape != (count, rank):
+        raise InputFileError(path, f"expected shape ({count}, {rank}) (one row per tile, like tiles/corners; one "
+                             f"column per factor column), got {eigenvalues.shape}", field="tiles/eigenvalues")
+    for name in ("lambda_ratio", "residual_map"):
+        value = tiled[name]
+        if value is not None and value.size != count:
+            raise InputFileError(path, f"expected the tile grid of {count} tiles, got shape {value.shape}",
+                                 field=TILED[name][0])
+    for name in ("object", "reference"):
+        image = optional[name]
+        if image is not None and image.shape[0] != image.shape[1]:
+            raise InputFileError(path, f"expected a square image, got shape {image.shape}", field=name)
+
+
+def check_shapes(path, eigenvalues, loss, U, d, optional, blocks=None, tiled=False):
     """Check the datasets of a result against each other (a damaged or hand-edited file fails here).
 
     ``blocks``: ``(n1, n2)`` of an asymmetric result, whose ``eigenvalues`` argument holds its singular values.
+    ``tiled``: a tiled result, whose object and reference are on the full field's grid (checked by
+    :func:`check_tiled`), not on the factors'.
     """
     n, r = U.shape
     if n < 1 or r < 1:
@@ -273,7 +344,7 @@ def check_shapes(path, eigenvalues, loss, U, d, optional, blocks=None):
         raise InputFileError(path, "is empty: expected the loss of X_0 ... X_T (at least one value)", field="loss")
     if d.shape != (r,):
         raise InputFileError(path, f"factors/U has {r} columns but factors/d has shape {d.shape}", field="factors/d")
-    for name in ("object", "spectrum", "reference"):
+    for name in () if tiled else ("object", "spectrum", "reference"):
         image = optional[name]
         if image is not None and (image.shape[0] != image.shape[1] or image.size != n):
             side = int(round(np.sqrt(n)))
@@ -306,7 +377,9 @@ def read_result(path) -> Result:
         present = [name for name in OPTIONAL if has(f, path, name)]
         calibration = [f"calibration/{name}" for name in CALIBRATION_DATASETS] if has(f, path, "calibration") else []
         calibration = [name for name in calibration if has(f, path, name)]
-        check_memory(f, path, [spectrum, *REQUIRED[1:], *present, *calibration])
+        tiled_present = [name for name, (key, _, _) in TILED.items() if has(f, path, key)]
+        check_memory(f, path, [spectrum, *REQUIRED[1:], *present, *calibration,
+                               *(TILED[name][0] for name in tiled_present)])
         eigenvalues = read_array(f, path, spectrum, 1)
         loss = read_array(f, path, "loss", 1)
         U = read_array(f, path, "factors/U", 2, dtype_kind="complex")
@@ -315,13 +388,17 @@ def read_result(path) -> Result:
         optional = {name: (read_array(f, path, name, 2, dtype_kind="complex") if name in present else None)
                     for name in OPTIONAL}
         calibration = read_calibration(f, path)
+        tiled = {name: read_tiled(f, path, name) if name in tiled_present else None for name in TILED}
+    is_tiled = any(value is not None for value in tiled.values())
+    if is_tiled:
+        check_tiled(path, tiled, U.shape[1], optional)
     blocks = None
     if spectrum == "singular_values":
         n1 = attrs.get("n1")
         if not isinstance(n1, (int, np.integer)):
             raise InputFileError(path, "an asymmetric result needs the integer attribute n1 (rows of U_1)", field="n1")
         blocks = (int(n1), U.shape[0] - int(n1))
-    check_shapes(path, eigenvalues, loss, U, d, optional, blocks)
+    check_shapes(path, eigenvalues, loss, U, d, optional, blocks, tiled=is_tiled)
     values = {spectrum: eigenvalues.astype(np.float64)}
     return Result(**{"eigenvalues": None, **values}, loss=loss.astype(np.float64), U=U,
-                  d=d.astype(np.float64), attrs=attrs, path=path, calibration=calibration, **optional)
+                  d=d.astype(np.float64), attrs=attrs, path=path, calibration=calibration, **optional, **tiled)

@@ -169,6 +169,11 @@ def get_parser() -> argparse.ArgumentParser:
     opt.add_argument("--frame-size", type=int, default=16, help="M, frames are M x M (default: %(default)s)")
     opt.add_argument("--upsample", type=int, help="N = upsample x M (default: that of --object, else that of the "
                      f"--geometry file, else {DEFAULT_UPSAMPLE})")
+    opt.add_argument("--field", type=int, metavar="F", help="simulate a whole field of view instead: F x F camera "
+                     "pixels (F >= --frame-size), an (upsample F) x (upsample F) object, exact spherical LED waves; "
+                     "reconstruct it with reconstruct --tile (docs/tiling.md)")
+    opt.add_argument("--field-pad", type=int, metavar="P", help="with --field: camera pixels of reflected object "
+                     "added on every side before the FFT and cropped after (default: F // 4)")
     opt.add_argument("--defocus", type=float, default=0.0, help="m (default: 0)")
     opt.add_argument("--no-subpixel", action="store_true", help="round the illumination windows to whole spectrum "
                      "pixels (default: sub-pixel illumination, each frame's pupil moved by the remainder; stored "
@@ -395,6 +400,8 @@ def run_simulate(args):
                           args.direction_sines], args.overwrite)
     if args.upsample is not None and args.upsample < 1:
         raise ValueError(f"--upsample must be a positive integer, got {args.upsample}")
+    if args.field is not None or args.field_pad is not None:
+        return simulate_field(args, out)
     if args.geometry:
         acquisition = read_measurement(args.geometry, upsample=args.upsample).acquisition
         if args.upsample is None and args.object:  # the object's size sets the grid
@@ -440,6 +447,64 @@ def run_simulate(args):
                       description=f"simulated by ptycho-app {__version__} ({args.noise} noise)")
     print(f"wrote {out}: {acquisition.n_frames} frames of {acquisition.frame_size}x{acquisition.frame_size} "
           f"({int(acquisition.bright_field.sum())} bright-field), object {N}x{N}, noise {args.noise}")
+
+
+def simulate_field(args, out):
+    """``simulate --field F``: a full-field acquisition (F x F camera pixels, spherical LED waves,
+    :func:`ptycho_app.tiling.full_field_intensities` with ``pad`` reflect padding)."""
+    import numpy as np
+
+    from .io.measurement import write_measurement
+    from .physics.acquisition import check_optics
+    from .resources import full_field_bytes, require_memory
+    from .simulation import DEFAULT_UPSAMPLE, add_noise, default_acquisition, object_from_files, upsample_for_object
+    from .tiling import FRAMES_PER_BLOCK, full_field_intensities
+
+    if args.field is None:
+        raise ValueError("--field-pad needs --field")
+    if args.geometry:
+        raise ValueError("--field does not take --geometry (give the optics and the LED grid as flags)")
+    if args.direction_sines:
+        raise ValueError("--field needs LED positions (the full field is lit by spherical waves), not "
+                         "--direction-sines")
+    field = args.field
+    if field < 1 or field < args.frame_size:
+        raise ValueError(f"--field must be at least --frame-size ({args.frame_size}) camera pixels, got {field}")
+    pad = field // 4 if args.field_pad is None else args.field_pad
+    if pad < 0:
+        raise ValueError(f"--field-pad must be >= 0, got {pad}")
+    upsample = args.upsample or (upsample_for_object(args.object, field) if args.object else DEFAULT_UPSAMPLE)
+    optics = dict(wavelength=args.wavelength, na=args.na, magnification=args.magnification,
+                  camera_pixel=args.camera_pixel, frame_size=field, upsample=upsample, defocus=args.defocus)
+    check_optics(OPTICS_FLAGS, wavelength=args.wavelength, na=args.na, magnification=args.magnification,
+                 camera_pixel=args.camera_pixel, defocus=args.defocus, led_distance=args.distance,
+                 led_pitch=args.pitch)
+    if args.led_positions:
+        from .physics import Acquisition
+
+        acquisition = Acquisition(led_positions=read_table(args.led_positions), led_distance=args.distance, **optics)
+    else:
+        acquisition = default_acquisition(leds_per_side=args.leds, led_pitch=args.pitch, led_distance=args.distance,
+                                          center_offset=tuple(args.center_offset), rotation=args.rotation,
+                                          order=args.order, **optics)
+    acquisition = dataclasses.replace(acquisition, subpixel=not args.no_subpixel)
+    N = acquisition.grid_size
+    padded = upsample * (field + 2 * pad)
+    require_memory(full_field_bytes(N, padded, acquisition.n_frames, field, FRAMES_PER_BLOCK),
+                   f"simulate --field: a {N} x {N} object (upsample {upsample}, {padded} x {padded} padded)")
+    obj = object_from_files(N, complex_file=args.object, amplitude_file=args.amplitude, phase_file=args.phase,
+                            amplitude_range=tuple(args.amplitude_range), phase_range=tuple(args.phase_range),
+                            amplitude_image=args.amplitude_image, phase_image=args.phase_image)
+    frames = full_field_intensities(obj, acquisition, field, pad=pad, pad_mode="reflect")
+    frames = add_noise(frames, acquisition, args.noise, args.photons, args.sigma, args.seed)
+    if args.frame_type == "amplitude":
+        frames = np.sqrt(np.maximum(frames, 0))
+    write_measurement(out, frames, acquisition, frame_type=args.frame_type, ground_truth=obj,
+                      description=f"full field simulated by ptycho-app {__version__} (spherical waves, pad {pad}, "
+                      f"{args.noise} noise)")
+    print(f"wrote {out}: {acquisition.n_frames} full-field frames of {field}x{field} "
+          f"({int(acquisition.bright_field.sum())} bright-field at the centre), object {N}x{N}, noise {args.noise}; "
+          f"reconstruct it with --tile")
 
 
 def run_import(args):

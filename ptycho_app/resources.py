@@ -117,6 +117,15 @@ def simulate_bytes(grid_size: int, n_frames: int, frame_size: int) -> int:
     return 6 * grid_size**2 * 16 + 3 * n_frames * frame_size**2 * 8
 
 
+def full_field_bytes(grid_size: int, padded_grid: int, n_frames: int, field_size: int, block: int) -> int:
+    """Memory of ``simulate --field``: the object and its images (as :func:`simulate_bytes`), the
+    padded object, pupil and frequency grids (about five ``Np x Np`` arrays), one block of spherical
+    phases, waves and spectra (about six ``block x Np x Np`` arrays of 8 bytes), and the frames
+    with their noisy copies."""
+    return (6 * grid_size**2 * 16 + 5 * padded_grid**2 * 16 + 6 * block * padded_grid**2 * 8
+            + 4 * n_frames * field_size**2 * 8)
+
+
 def sense_bytes(problem: str, n: int, measurements: int, rank: int, batch: int, is_complex: bool) -> int:
     """Memory of a ``sense`` run (double precision): the dense ``n x n`` truth and its copies, the
     factor copies ``(B, n, r)``, and for sensing the ``m`` dense ``n x n`` measurement matrices (the

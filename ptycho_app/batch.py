@@ -255,20 +255,25 @@ def solve_group(group: list[Input], options: SolverOptions, out_dir, run: RunOpt
     label = "+".join(dict.fromkeys(m.upper() for m in methods)) + (
         f" x{len(inputs)}" if len(inputs) > 1 else f" {group[0].path.stem}")
     started = time.perf_counter()
-    state, interrupted = run_to_end(operator, b, options, init=init, progress=progress, label=label,
-                                    on_update=on_update, mask=mask)
     paths = [result_path(out_dir, item.path, method) for item, method in zip(group, methods, strict=True)]
-    if state is None:
-        raise Interrupted([], paths)
     written = [] if written is None else written
     first, held = len(written), []
     try:
+        try:
+            state, interrupted = run_to_end(operator, b, options, init=init, progress=progress, label=label,
+                                            on_update=on_update, mask=mask)
+        except KeyboardInterrupt:  # a second Ctrl-C while the first one was being handled: nothing written
+            raise Interrupted([], paths) from None
+        if state is None:
+            raise Interrupted([], paths)
         results = results_from_state(state, group, options, earlier, torch_device, run.precision, interrupted,
                                      run.preset, rank_one_residual(operator, b, state).tolist())
         for path, result in zip(paths, results, strict=True):
             with sigint_deferred() as held:  # a second Ctrl-C waits for the file being written
                 write_result(path, result)
                 written.append(path)
+    except Interrupted:
+        raise
     except KeyboardInterrupt:
         raise Interrupted(written[first:], paths[len(written) - first:], written[-1] if held else None) from None
     mine = written[first:]

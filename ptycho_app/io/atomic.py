@@ -166,7 +166,25 @@ def claimed_outputs(outputs, inputs=(), overwrite=False, hint="pass --overwrite 
             locks.enter_context(output_lock(output))
         if not overwrite:
             refuse_existing(outputs, hint)
+        try:
+            yield
+        except KeyboardInterrupt:  # the work was interrupted: a further Ctrl-C must not cut the release
+            with sigint_ignored():   # short (and replace the first one's message on its way out)
+                locks.close()
+            raise
+
+
+@contextlib.contextmanager
+def sigint_ignored():
+    """Ignore Ctrl-C (SIGINT) during the block (main thread only), then restore the handler."""
+    if threading.current_thread() is not threading.main_thread():
         yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
 
 
 def claim_outputs(outputs, inputs=(), overwrite=False, hint="pass --overwrite to replace it"):

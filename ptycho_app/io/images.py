@@ -274,6 +274,20 @@ def read_hdf5_frames(path, frames_key=None, crop=None) -> ImportedFrames:
 # ---- LED geometry ------------------------------------------------------------------------------
 
 
+def load_table(path: Path, flag: str, expected: str) -> np.ndarray:
+    """(rows, columns) float64 of a text/CSV table (``#`` comments, one header line allowed); an
+    :class:`InputFileError` naming ``flag`` and what was ``expected`` otherwise."""
+    if not path.is_file():
+        raise InputFileError(path, "no such file", field=flag)
+    try:
+        return np.loadtxt(path, delimiter=",", ndmin=2, comments="#")
+    except ValueError:
+        try:
+            return np.loadtxt(path, delimiter=",", ndmin=2, comments="#", skiprows=1)
+        except ValueError as error:
+            raise InputFileError(path, f"expected {expected} ({error})", field=flag) from None
+
+
 def read_led_order(path, leds: int) -> np.ndarray:
     """Which LED of the ``leds x leds`` grid lit each frame: (L,) int64 raster indices (``row * leds + col``).
 
@@ -281,16 +295,7 @@ def read_led_order(path, leds: int) -> np.ndarray:
     ``row, col``; 0-based, rows along y.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputFileError(path, "no such file", field="--led-order")
-    try:
-        table = np.loadtxt(path, delimiter=",", ndmin=2, comments="#")
-    except ValueError:
-        try:
-            table = np.loadtxt(path, delimiter=",", ndmin=2, comments="#", skiprows=1)
-        except ValueError as error:
-            raise InputFileError(path, f"expected one LED per line: a raster index, or row, col ({error})",
-                                 field="--led-order") from None
+    table = load_table(path, "--led-order", "one LED per line: a raster index, or row, col")
     if table.shape[1] not in (1, 2) or len(table) == 0 or np.any(table != np.round(table)):
         raise InputFileError(path, f"expected integer columns (index) or (row, col), got shape {table.shape}",
                              field="--led-order")
@@ -322,15 +327,7 @@ def grid_positions(leds, pitch, center_offset=(0.0, 0.0), rotation=0.0, order="r
 def read_exposure_table(path, n_frames: int) -> np.ndarray:
     """(L,) float64 exposures: one number per line (or the last column of a CSV), frame order."""
     path = Path(path)
-    if not path.is_file():
-        raise InputFileError(path, "no such file", field="--exposure-table")
-    try:
-        table = np.loadtxt(path, delimiter=",", ndmin=2, comments="#")
-    except ValueError:
-        try:
-            table = np.loadtxt(path, delimiter=",", ndmin=2, comments="#", skiprows=1)
-        except ValueError as error:
-            raise InputFileError(path, f"expected one exposure per line ({error})", field="--exposure-table") from None
+    table = load_table(path, "--exposure-table", "one exposure per line")
     values = table[:, -1].astype(np.float64)
     if len(values) != n_frames:
         raise InputFileError(path, f"{len(values)} exposures for {n_frames} frames", field="--exposure-table")

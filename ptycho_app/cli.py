@@ -250,7 +250,8 @@ def get_parser() -> argparse.ArgumentParser:
     rec.add_argument("--upsample", type=int, help="object grid N = upsample x M of every input (default: the file's "
                      "upsample; a PtyLab file has none: the smallest that fits the illumination)")
     rec.add_argument("--resume", action="store_true",
-                     help="continue from the result files already in --out (--iters more iterations)")
+                     help="continue from the result files already in --out (--iters more iterations); with --tile: "
+                     "solve only the tiles missing from <out>/<stem>.tiles/ (same input and options needed)")
     rec.add_argument("--overwrite", action="store_true",
                      help="replace result files already in --out (refused otherwise: use --resume or another --out)")
     rec.add_argument("--calibration", metavar="RESULT",
@@ -261,6 +262,19 @@ def get_parser() -> argparse.ArgumentParser:
                        "with its own illumination and stitch them into one result per method")
     tiles.add_argument("--overlap", type=int, metavar="V", help="least overlap of neighbouring tiles, camera pixels "
                        "(with --tile; default: T // 4)")
+    tiles.add_argument("--scheduler", default="none", metavar="none|local|ADDRESS",
+                       help="where the tiles' batched solves run: none (this process), local (a Dask LocalCluster of "
+                       "worker processes on this machine) or the address of a running Dask scheduler "
+                       "(tcp://host:8786, e.g. from dask-jobqueue on SLURM or PBS). Finished tiles are kept in "
+                       "<out>/<stem>.tiles/ until the stitched results are written, so an interrupted run continues "
+                       "with --resume (default: %(default)s)")
+    tiles.add_argument("--workers", type=int, metavar="N",
+                       help="--scheduler local: worker processes (default: Dask's choice from the CPU count)")
+    tiles.add_argument("--threads-per-worker", type=int, metavar="M",
+                       help="--scheduler local: batched solves at once per worker, and torch threads per worker "
+                       "(default: 1)")
+    tiles.add_argument("--keep-tiles", action="store_true",
+                       help="keep <out>/<stem>.tiles/ (the finished tiles) after the stitched results are written")
     add_run_options(rec.add_argument_group("run"), kind="fp")
     add_solver_options(rec)
     hw = rec.add_argument_group("batching")
@@ -546,8 +560,11 @@ def run_import(args):
 def run_reconstruct(args):
     from .batch import reconstruct_files
 
-    if args.tile is None and args.overlap is not None:
-        raise ValueError("--overlap needs --tile")
+    for flag, given in (("--overlap", args.overlap is not None), ("--scheduler", args.scheduler != "none"),
+                        ("--workers", args.workers is not None), ("--keep-tiles", args.keep_tiles),
+                        ("--threads-per-worker", args.threads_per_worker is not None)):
+        if args.tile is None and given:
+            raise ValueError(f"{flag} needs --tile")
     if args.tile is not None:
         return run_reconstruct_tiled(args)
     out = prepare_output_folder(args.out)
@@ -562,14 +579,16 @@ def run_reconstruct(args):
 def run_reconstruct_tiled(args):
     from .tiled import reconstruct_files_tiled
 
-    for flag, given in (("--resume", args.resume), ("--calibration", args.calibration is not None)):
-        if given:
-            raise ValueError(f"{flag} is not supported with --tile yet")
+    if args.calibration is not None:
+        raise ValueError("--calibration is not supported with --tile yet")
     overlap = args.tile // 4 if args.overlap is None else args.overlap
     out = prepare_output_folder(args.out)
     written = reconstruct_files_tiled(args.inputs, args.tile, overlap, run=run_options(args), out_dir=out,
                                       progress=not args.no_progress, batch_size=args.batch_size,
-                                      upsample=args.upsample, overwrite=args.overwrite, **solver_overrides(args))
+                                      upsample=args.upsample, overwrite=args.overwrite, resume=args.resume,
+                                      scheduler=args.scheduler, workers=args.workers,
+                                      threads_per_worker=args.threads_per_worker, keep_tiles=args.keep_tiles,
+                                      **solver_overrides(args))
     print(f"wrote {len(written)} stitched result file(s) to {out}: " + " ".join(str(p) for p in written[:4])
           + (" ..." if len(written) > 4 else ""))
 

@@ -12,14 +12,20 @@ and overlap times ``upsample``) and written as one result file per method, ``<ou
 with the per-tile eigenvalues and corners and the maps of ``lambda_2 / lambda_1`` and of the residual
 (layout: :mod:`ptycho_app.io.results`).
 
-Ctrl-C stops the run: the files of inputs finished before it are kept, the input being solved is
-lost (a tiled result cannot be continued with ``--resume``).
+Each batched solve is one task (:func:`solve_and_store`), run in this process or on Dask workers
+(``--scheduler``, :mod:`ptycho_app.scheduling`); the task writes its tiles into the input's tile
+store ``<out>/<stem>.tiles/`` (:mod:`ptycho_app.tile_store`) and the stitching reads them from
+there, whatever ran the task.  Ctrl-C (or a killed run) leaves the finished tiles in the store:
+``--resume`` solves only the tiles missing.  The store is removed once the stitched result files
+are written (``keep_tiles`` keeps it).
 """
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,14 +34,16 @@ from tqdm.auto import tqdm
 
 from .analysis import factor_eigh, leading_from_eigh
 from .batch import Input, Interrupted, check_outputs_fit, check_solve_size, load_inputs
-from .io.atomic import claimed_outputs, sigint_deferred
+from .io.atomic import claimed_outputs, output_lock, sigint_deferred
 from .io.errors import InputFileError
 from .io.measurement import Measurement, acquisition_key
 from .io.results import Result, result_path, write_result
 from .lifting import LiftedFP
 from .physics import Acquisition, band_limit, spectrum_to_object
+from .scheduling import check_scheduler_flags, open_scheduler, run_tasks, set_worker_threads
 from .session import RunOptions, batch_options, problem_history, problem_options, run_to_end
 from .stitching import stitch
+from .tile_store import TileStore, store_folder, store_record
 from .tiling import axis_starts, cut_tile, tile_acquisition, tile_grid
 
 
@@ -219,6 +227,74 @@ def solve_tiles(chunk: list[Tile], methods, run: RunOptions, base_seed: int, ove
     return solutions
 
 
+def solve_and_store(chunk: list[Tile], methods, run: RunOptions, base_seed: int, overrides: dict, path: str,
+                    folder: str) -> tuple[list[int], bool]:
+    """One task: :func:`solve_tiles` of ``chunk``, each tile written into the tile store ``folder``.
+
+    Pure inputs only (runs on a Dask worker as well as in process; torch's threads there are the
+    worker's, :func:`~ptycho_app.scheduling.set_worker_threads`).  A task whose tiles are all in the
+    store already (a Dask retry after its first run finished) returns at once.
+
+    Parameters
+    ----------
+    chunk : list of Tile
+        Tiles sharing an acquisition.
+    methods, run, base_seed, overrides
+        As :func:`solve_tiles`.
+    path : str
+        The input file (named in messages).
+    folder : str
+        The tile store (:class:`~ptycho_app.tile_store.TileStore`).
+
+    Returns
+    -------
+    indices : list of int
+        The chunk's tiles.
+    computed : bool
+        False when the store had them all.
+    """
+    store = TileStore(folder)
+    indices = [t.index for t in chunk]
+    if store.finished(indices):
+        return indices, False
+    set_worker_threads()
+    solutions = solve_tiles(chunk, methods, run, base_seed, overrides, Input(Path(path), None, ""))
+    for tile in chunk:
+        store.write_tile(tile.index, {method: asdict(solutions[(method, tile.index)]) for method in methods})
+    store.log_task(indices)
+    return indices, True
+
+
+def stored_solutions(store: TileStore, indices, methods) -> dict[tuple[str, int], TileSolution]:
+    """``(method, tile index) -> TileSolution`` of finished tiles, read from the store."""
+    solutions = {}
+    for index in indices:
+        for method, fields in store.read_tile(index, methods).items():
+            solutions[(method, index)] = TileSolution(**fields)
+    return solutions
+
+
+class TilesInterrupted(Interrupted):
+    """Ctrl-C stopped a tiled run: the result files written, and the tile stores kept for ``--resume``.
+
+    Attributes
+    ----------
+    kept : list of (Path, int, int)
+        Each store left with finished tiles: its folder, tiles finished, tiles in all.
+    """
+
+    def __init__(self, written, not_written, kept):
+        self.kept = list(kept)
+        super().__init__(written, not_written)
+
+    def message(self) -> str:
+        text = super().message().removesuffix(" (continue with --resume)")
+        if not self.kept:
+            return text
+        stores = ", ".join(f"{folder} ({done} of {total} tiles)" for folder, done, total in self.kept)
+        return f"{text}; finished tiles kept in {stores} (continue with --resume)"
+
+
 def tile_maps(solutions: list[TileSolution], rows: int, cols: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-tile eigenvalues and the maps on the tile grid.
 
@@ -288,8 +364,33 @@ def tiled_result(item: Input, solutions: list[TileSolution], corners, tile: int,
 
 
 def reconstruct_tiled(item: Input, tile: int, overlap: int, run: RunOptions, base_seed: int, overrides: dict,
-                      batch_size: int = 16, progress: bool = True) -> dict[str, Result]:
+                      batch_size: int = 16, progress: bool = True, on_tiles=None, store: TileStore | None = None,
+                      client=None) -> dict[str, Result]:
     """Solve every tile of one input with every method of ``run`` and stitch.
+
+    Parameters
+    ----------
+    item : Input
+    tile, overlap : int
+        Camera pixels.
+    run : RunOptions
+    base_seed : int
+        Tile ``k`` starts from seed ``base_seed + k``.
+    overrides : dict
+        :class:`~ptycho_app.solvers.SolverOptions` fields over the preset's.
+    batch_size : int
+        Most problems (tile x method) per batched solve (one task).
+    progress : bool
+        A tqdm bar over the tasks.
+    on_tiles : callable, optional
+        Called after each batched solve with ``{(method, tile index): TileSolution}`` of the tiles it
+        finished and the list of all :class:`Tile` (a live mosaic: napari); tiles already in the
+        store are passed first, task by task.
+    store : TileStore, optional
+        Where the tasks write their tiles (prepared, :meth:`~ptycho_app.tile_store.TileStore.prepare`);
+        tasks whose tiles are all there are not run.  None: a temporary store, removed at the end.
+    client : distributed.Client, optional
+        Run the tasks on its workers (None: in this process).
 
     Returns
     -------
@@ -299,19 +400,45 @@ def reconstruct_tiled(item: Input, tile: int, overlap: int, run: RunOptions, bas
     corners = check_tiling(item.measurement, item.path, tile, overlap)
     tiles = cut_tiles(item.measurement, corners, int(tile))
     methods = run.methods()
-    solutions: dict[tuple[str, int], TileSolution] = {}
     chunks = group_tiles(tiles, max(1, batch_size // len(methods)))
-    with tqdm(total=len(tiles), desc=f"tiles {item.path.stem}", unit="tile", disable=not progress,
-              dynamic_ncols=True) as bar:
+    solutions: dict[tuple[str, int], TileSolution] = {}
+    with contextlib.ExitStack() as stack:
+        if store is None:
+            store = TileStore(stack.enter_context(tempfile.TemporaryDirectory(prefix="ptycho-app-tiles-")))
+
+        def collect(chunk):
+            finished = stored_solutions(store, [t.index for t in chunk], methods)
+            solutions.update(finished)
+            if on_tiles is not None:
+                on_tiles(finished, tiles)
+
+        todo = []
         for chunk in chunks:
-            solutions.update(solve_tiles(chunk, methods, run, base_seed, overrides, item))
-            bar.update(len(chunk))
+            if store.finished([t.index for t in chunk]):
+                collect(chunk)
+            else:
+                todo.append(chunk)
+        tasks = [(chunk, methods, run, base_seed, overrides, str(item.path), str(store.folder)) for chunk in todo]
+        run_tasks(solve_and_store, tasks, client, progress, desc=f"tiles {item.path.stem}",
+                  on_done=lambda k, _: collect(todo[k]))
     return {method: tiled_result(item, [solutions[(method, t.index)] for t in tiles], corners, int(tile),
                                  int(overlap), run) for method in methods}
 
 
+def tiled_store_record(item: Input, tile: int, overlap: int, run: RunOptions, base_seed: int, overrides: dict,
+                       batch_size: int) -> dict:
+    """What a tile store of this input and run records (the options that change a tile's solution;
+    not ``--device``)."""
+    options = {**overrides, "tile": int(tile), "overlap": int(overlap), "batch_size": int(batch_size),
+               "seed": int(base_seed), "method": run.method, "preset": run.preset, "precision": run.precision,
+               "upsample": int(item.measurement.acquisition.upsample)}
+    return store_record(item.path, item.sha256, options)
+
+
 def reconstruct_files_tiled(paths, tile: int, overlap: int, run: RunOptions | None = None, out_dir="results",
-                            progress=True, batch_size=16, upsample=None, overwrite=False, **options) -> list[Path]:
+                            progress=True, batch_size=16, upsample=None, overwrite=False, resume=False,
+                            scheduler="none", workers=None, threads_per_worker=None, keep_tiles=False,
+                            **options) -> list[Path]:
     """``reconstruct --tile``: one stitched result file per input and method.
 
     Parameters
@@ -323,13 +450,24 @@ def reconstruct_files_tiled(paths, tile: int, overlap: int, run: RunOptions | No
     run : RunOptions
     out_dir : str or Path
     progress : bool
-        A tqdm bar over tiles.
+        A tqdm bar over tasks (batched solves).
     batch_size : int
         Most problems (tile x method) per batched solve.
     upsample : int, optional
         The object grid of every input instead of its file's.
     overwrite : bool
-        Replace result files that exist (refused otherwise).
+        Replace result files that exist (refused otherwise) and, without ``resume``, start a tile
+        store that exists over.
+    resume : bool
+        Continue the tile stores ``<out>/<stem>.tiles/`` of an interrupted run: only the tiles
+        missing are solved (the store's input and options must be this run's).
+    scheduler : str
+        ``none`` (in process), ``local`` (a Dask LocalCluster) or a Dask scheduler's address
+        (:func:`~ptycho_app.scheduling.open_scheduler`).
+    workers, threads_per_worker : int, optional
+        Of ``scheduler="local"``.
+    keep_tiles : bool
+        Keep each tile store after its result files are written (removed by default).
     **options
         :class:`~ptycho_app.solvers.SolverOptions` fields over the preset's.
 
@@ -337,6 +475,11 @@ def reconstruct_files_tiled(paths, tile: int, overlap: int, run: RunOptions | No
     -------
     list of Path
         The result files written.
+
+    Raises
+    ------
+    TilesInterrupted
+        Ctrl-C: which result files were written, and the stores kept for ``resume``.
     """
     run = run or RunOptions()
     if int(batch_size) != batch_size or batch_size < 1:
@@ -344,29 +487,48 @@ def reconstruct_files_tiled(paths, tile: int, overlap: int, run: RunOptions | No
     methods = run.methods()
     base_seed = int(options.pop("seed", None) or 0)
     batch_options(methods, run.preset, (base_seed,), **options)  # check the options before reading any file
+    check_scheduler_flags(scheduler, workers, threads_per_worker)
     inputs = load_inputs(paths, upsample)
     for item in inputs:  # refuse a bad input before any solving
         check_tiling(item.measurement, item.path, tile, overlap)
     planned = [result_path(out_dir, item.path, method) for item in inputs for method in methods]
-    written = []
-    with claimed_outputs(planned, [item.path for item in inputs], overwrite, "pass --overwrite to replace it"):
+    stores = [TileStore(store_folder(out_dir, item.path)) for item in inputs]
+    written, kept = [], []
+    with claimed_outputs(planned, [item.path for item in inputs], overwrite, "pass --overwrite to replace it"), \
+            contextlib.ExitStack() as locks:
         sizes = [16 * item.measurement.acquisition.grid_size**2 for item in inputs for _ in methods]
         check_outputs_fit(planned, sizes, out_dir)
+        for item, store in zip(inputs, stores, strict=True):  # every store checked before any solving
+            locks.enter_context(output_lock(store.folder))
+            store.prepare(tiled_store_record(item, tile, overlap, run, base_seed, options, batch_size), resume,
+                          overwrite)
         started = time.perf_counter()
         try:
-            for item in inputs:
-                results = reconstruct_tiled(item, tile, overlap, run, base_seed, dict(options), batch_size, progress)
-                for method, result in results.items():
-                    path = result_path(out_dir, item.path, method)
-                    with sigint_deferred():  # a second Ctrl-C waits for the file being written
-                        write_result(path, result)
-                        written.append(path)
-        except KeyboardInterrupt:  # the input being solved is lost; files written before it are complete
-            raise Interrupted(written, [p for p in planned if p not in written]) from None
+            with open_scheduler(scheduler, workers, threads_per_worker) as client:
+                for item, store in zip(inputs, stores, strict=True):
+                    results = reconstruct_tiled(item, tile, overlap, run, base_seed, dict(options), batch_size,
+                                                progress, store=store, client=client)
+                    for method, result in results.items():
+                        path = result_path(out_dir, item.path, method)
+                        with sigint_deferred():  # a second Ctrl-C waits for the file being written
+                            write_result(path, result)
+                            written.append(path)
+                    if not keep_tiles:
+                        store.remove()
+        except KeyboardInterrupt:  # finished tiles stay in the stores; result files written before are complete
+            for item, store in zip(inputs, stores, strict=True):
+                done = store.count()
+                if done:
+                    kept.append((store.folder, done, len(check_tiling(item.measurement, item.path, tile, overlap))))
+            raise TilesInterrupted(written, [p for p in planned if p not in written], kept) from None
+        finally:
+            for store in stores:  # a store without a finished tile holds nothing to continue from
+                if store.folder.is_dir() and store.count() == 0:
+                    store.remove()
         if progress:
             tqdm.write(f"tiled: {len(written)} result file(s) in {time.perf_counter() - started:.1f} s")
     return written
 
 
-__all__ = ["Tile", "TileSolution", "check_tiling", "cut_tiles", "reconstruct_files_tiled", "reconstruct_tiled",
-           "tiled_result", "tile_maps"]
+__all__ = ["Tile", "TileSolution", "TilesInterrupted", "check_tiling", "cut_tiles", "reconstruct_files_tiled",
+           "reconstruct_tiled", "solve_and_store", "stored_solutions", "tiled_result", "tile_maps"]

@@ -101,7 +101,9 @@ def test_tile_maps():
 @pytest.mark.parametrize("flags, named", [(["--tile", "80"], "--tile"),
                                           (["--tile", "32", "--overlap", "32"], "--overlap"),
                                           (["--overlap", "8"], "--overlap"),
-                                          (["--tile", "32", "--resume"], "--resume")])
+                                          (["--tile", "32", "--calibration", "c.h5"], "--calibration"),
+                                          (["--scheduler", "local"], "--scheduler"),
+                                          (["--tile", "32", "--workers", "2"], "--workers")])
 def test_tiled_refusals(tmp_path, capsys, flags, named):
     path = tmp_path / "m.h5"
     write_measurement(path, np.ones((25, FIELD, FIELD)), field_acquisition())

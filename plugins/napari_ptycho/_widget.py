@@ -6,11 +6,20 @@ responsive.  The form is built from the options dataclasses (``RunOptions``, ``S
 choices, defaults and help texts (tooltips) live there; choosing a preset sets the solver fields.
 With "both", BM and UDU run in one batched solve and their layers sit side by side (BM left, UDU
 right; amplitude above phase).
+
+A "tile" above 0 runs a tiled reconstruction of a full-field measurement instead
+(:func:`ptycho_app.tiled.reconstruct_tiled`, as ``reconstruct --tile T --overlap V``): a mosaic per
+method fills in as each batched solve of tiles finishes (each tile pasted with its global phase
+matched to the tiles already there), and the stitched result replaces it at the end, with its
+per-tile maps (as the reader shows them).  Stop ends a tiled run after the batch being solved.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +92,162 @@ def guarded_reconstruction(measurement, **parameters):
         raise ReconstructionError(str(error)) from error
 
 
+class TilingStopped(Exception):
+    """Raised from the ``on_tiles`` callback to end a tiled run after the widget's Stop."""
+
+
+@dataclass
+class MosaicUpdate:
+    """The live mosaic after one batched solve of tiles (plain data, from the worker thread).
+
+    Attributes
+    ----------
+    amplitude, phase : dict
+        ``method -> (Nf, Nf) float32`` (0 where no tile is solved yet).
+    done, total : int
+        Tiles solved so far (per method) and in all.
+    eigenvalues, losses : dict
+        ``method -> list`` over the tiles of this batch: their eigenvalues ``(r,)`` and loss histories
+        ``(I + 1,)``.
+    """
+
+    amplitude: dict
+    phase: dict
+    done: int
+    total: int
+    eigenvalues: dict
+    losses: dict
+
+
+@dataclass
+class TiledDone:
+    """The end of a tiled run: ``method -> Result`` (:func:`ptycho_app.tiled.reconstruct_tiled`)."""
+
+    results: dict
+
+
+class LiveMosaic:
+    """Tiles pasted into a preallocated object grid as they finish, for the live view.
+
+    Each tile is multiplied by the global phase that best matches the pixels already pasted where it
+    lands (mean phase 0 when there are none), then pasted over them: a rough, fast view; the stitched
+    result (phase synchronization and feathering) comes at the end.
+
+    Parameters
+    ----------
+    methods : tuple of str
+    size : int
+        ``Nf``, the object's side (high-resolution pixels).
+    upsample : int
+        Object pixels per camera pixel.
+    """
+
+    def __init__(self, methods, size: int, upsample: int):
+        self.objects = {m: np.zeros((size, size), dtype=np.complex128) for m in methods}
+        self.filled = {m: np.zeros((size, size), dtype=bool) for m in methods}
+        self.upsample = upsample
+        self.tiles = set()
+
+    def paste(self, method: str, corner, tile: np.ndarray):
+        """Paste one tile's object ``(upsample T, upsample T)`` at its camera-pixel ``corner``."""
+        top, left = (int(c) * self.upsample for c in corner)
+        region = np.s_[top:top + tile.shape[0], left:left + tile.shape[1]]
+        seen = self.filled[method][region]
+        reference = np.vdot(tile[seen], self.objects[method][region][seen]) if seen.any() else np.conj(tile.mean())
+        self.objects[method][region] = tile * np.exp(1j * np.angle(reference))
+        self.filled[method][region] = True
+
+    def update(self, finished: dict, tiles: list) -> MosaicUpdate:
+        """Paste ``{(method, tile index): TileSolution}`` (tile positions from ``tiles``) and return the views."""
+        corners = {t.index: t.corner for t in tiles}
+        eigenvalues, losses = {m: [] for m in self.objects}, {m: [] for m in self.objects}
+        for (method, index), solution in finished.items():
+            self.paste(method, corners[index], np.asarray(solution.object))
+            self.tiles.add(index)
+            eigenvalues[method].append(np.asarray(solution.eigenvalues))
+            losses[method].append(np.asarray(solution.loss))
+        return MosaicUpdate({m: np.abs(o).astype(np.float32) for m, o in self.objects.items()},
+                            {m: np.angle(o).astype(np.float32) for m, o in self.objects.items()},
+                            len(self.tiles), len(tiles), eigenvalues, losses)
+
+
+def tiled_reconstruction(measurement, name, tile, overlap, stop, method="both", preset=None, device="auto",
+                         precision="single", update_every=None, seed=0, **options):
+    """Yield a :class:`MosaicUpdate` after each batched solve of tiles, then :class:`TiledDone`.
+
+    :func:`ptycho_app.tiled.reconstruct_tiled` runs in a thread of its own; its ``on_tiles`` callback
+    pastes the finished tiles into a :class:`LiveMosaic` and hands the views to this generator (which
+    runs in napari's worker thread) through a queue.  Setting ``stop`` (a :class:`threading.Event`)
+    ends the run after the batch being solved; the generator then returns without a result.
+
+    Parameters
+    ----------
+    measurement : Measurement
+        Full-field frames with LED positions.
+    name : str
+        The measurement's name (the input's stem when it has no file).
+    tile, overlap : int
+        Camera pixels, as ``reconstruct --tile --overlap``.
+    stop : threading.Event
+    method, preset, device, precision : str
+        :class:`~ptycho_app.session.RunOptions` fields.
+    update_every : int
+        Unused (the mosaic is updated per batched solve).
+    seed : int
+        Tile ``k`` starts from ``seed + k``, as in the CLI.
+    **options
+        :class:`~ptycho_app.solvers.SolverOptions` fields over the preset's (None: the preset's).
+
+    Raises
+    ------
+    ValueError, InputFileError
+        Bad tile or overlap, or a file without LED positions (before any solving).
+    """
+    from ptycho_app.batch import Input, Interrupted
+    from ptycho_app.io.measurement import file_sha256
+    from ptycho_app.session import RunOptions
+    from ptycho_app.tiled import check_tiling, reconstruct_tiled
+
+    run = RunOptions(method=method, device=device, precision=precision,
+                     **({"preset": preset} if preset is not None else {}))
+    source = Path(measurement.path) if measurement.path is not None else Path(f"{name}.h5")
+    sha = file_sha256(source) if measurement.path is not None and source.exists() else ""
+    item = Input(source, measurement, sha)
+    check_tiling(measurement, source, tile, overlap)
+    a = measurement.acquisition
+    mosaic = LiveMosaic(run.methods(), a.grid_size, a.upsample)
+    messages = queue.Queue()
+
+    def on_tiles(finished, tiles):
+        messages.put(("tiles", mosaic.update(finished, tiles)))
+        if stop.is_set():
+            raise TilingStopped
+
+    def solve():
+        try:
+            messages.put(("done", reconstruct_tiled(item, tile, overlap, run, int(seed or 0), options,
+                                                    progress=False, on_tiles=on_tiles)))
+        except (TilingStopped, Interrupted):
+            messages.put(("stopped", None))
+        except BaseException as error:  # noqa: BLE001 (handed to the worker, which reports it)
+            messages.put(("error", error))
+
+    threading.Thread(target=solve, name=f"ptycho-tiled {name}", daemon=True).start()
+    while True:
+        kind, payload = messages.get()
+        if kind == "tiles":
+            yield payload
+        elif kind == "done":
+            yield TiledDone(payload)
+            return
+        elif kind == "stopped":
+            return
+        elif isinstance(payload, RuntimeError):  # napari's workers swallow RuntimeErrors
+            raise ReconstructionError(str(payload)) from payload
+        else:
+            raise payload
+
+
 class StatusLabel(Label):
     """The status line: long texts (errors, paths) wrap and are cut to :data:`STATUS_LINES` lines
     instead of widening the dock; the tooltip holds the whole text (errors also go whole to a
@@ -122,13 +287,24 @@ class ReconstructionWidget(QWidget):
         self.run_layers = {}  # (method, kind) -> the layers this widget created for the current run
         self.run_parameters = {}
         self.outcome = "idle"  # running, stopped, finished or error
+        self.stop_event = None  # a tiled run's Stop (see tiled_reconstruction)
+        self.mosaic_updates = 0  # mosaic updates drawn in the current tiled run
+        self.tiled_status = None  # the current tiled run's progress text
+        self.tiled_results = {}  # method -> stitched Result of the last tiled run
         self.form = Container(widgets=[
             ComboBox(name="layer", label="measurement layer", choices=self._measurement_layers),
             FileEdit(name="file", label="or file", mode="r", filter="*.h5 *.hdf5", value=""),
             *option_widgets(),
             SpinBox(name="update_every", label="update interval", value=50, min=1, max=100_000,
                     tooltip="redraw the layers and plots every this many iterations"),
+            SpinBox(name="tile", label="tile (0: none)", value=0, min=0, max=100_000,
+                    tooltip="reconstruct --tile T: cut the full frames into T x T camera-pixel tiles, solve each "
+                            "with its own illumination and stitch (needs LED positions; 0: one problem, no tiles)"),
+            SpinBox(name="overlap", label="overlap", value=0, min=0, max=100_000,
+                    tooltip="reconstruct --overlap V: least overlap of neighbouring tiles, camera pixels "
+                            "(set to tile // 4, the CLI's default, when the tile changes)"),
         ])
+        self.form.tile.changed.connect(lambda tile: setattr(self.form.overlap, "value", tile // 4))
         self.form.preset.changed.connect(self.apply_preset)
         self.apply_preset(self.form.preset.value)
         self.run_button = PushButton(text="Run")
@@ -210,9 +386,26 @@ class ReconstructionWidget(QWidget):
         self._clear_previous_run()
         self.run_parameters = self.parameters()
         self.outcome = "running"
-        self.worker = create_worker(guarded_reconstruction, self.measurement, **self.run_parameters,
-                                    _start_thread=False, _ignore_errors=True)  # errors: show_error
-        self.worker.yielded.connect(self.show_update)
+        tile, overlap = self.form.tile.value, self.form.overlap.value
+        if tile:
+            from ptycho_app.tiled import check_tiling
+
+            try:  # a bad tile or a file without LED positions: refused before the worker starts
+                check_tiling(self.measurement, self.measurement.path or self.name, tile, overlap)
+            except Exception as error:  # noqa: BLE001 (ValueError, InputFileError: a notification)
+                self.outcome = "error"
+                show_error(f"FP reconstruction: {error}")
+                self.status.value = f"error: {error}"
+                return
+            self.stop_event = threading.Event()
+            self.worker = create_worker(tiled_reconstruction, self.measurement, self.name, tile, overlap,
+                                        self.stop_event, **self.run_parameters, _start_thread=False,
+                                        _ignore_errors=True)
+            self.worker.yielded.connect(self.show_tiles)
+        else:
+            self.worker = create_worker(guarded_reconstruction, self.measurement, **self.run_parameters,
+                                        _start_thread=False, _ignore_errors=True)  # errors: show_error
+            self.worker.yielded.connect(self.show_update)
         self.worker.errored.connect(self.show_error)
         self.worker.finished.connect(self.finished)
         self.run_button.enabled, self.stop_button.enabled, self.save_button.enabled = False, True, False
@@ -225,6 +418,7 @@ class ReconstructionWidget(QWidget):
             if layer in self.viewer.layers:
                 self.viewer.layers.remove(layer)
         self.run_layers = {}
+        self.stop_event, self.mosaic_updates, self.tiled_status, self.tiled_results = None, 0, None, {}
         for axes in (self.spectrum_axes, self.loss_axes):
             axes.cla()
         self._label_axes()
@@ -232,20 +426,29 @@ class ReconstructionWidget(QWidget):
         self.canvas.draw_idle()
 
     def stop(self):
-        """End the run at the next update (between iterations); the last state stays and can be saved."""
-        if self.worker is not None:
-            self.outcome = "stopped"
+        """End the run at the next update (between iterations); the last state stays and can be saved.
+
+        A tiled run ends after the batch of tiles being solved; its mosaic stays (nothing to save)."""
+        if self.worker is None:
+            return
+        self.outcome = "stopped"
+        if self.stop_event is not None:
+            self.stop_event.set()  # the generator returns once the solver thread has stopped
+            self.status.value = "stopping after the tiles being solved..."
+        else:
             self.worker.quit()
             self.status.value = "stopping at the next update..."
 
     def finished(self):
         self.worker = None
         self.run_button.enabled, self.stop_button.enabled = True, False
-        self.save_button.enabled = self.last_update is not None
+        self.save_button.enabled = self.last_update is not None or bool(self.tiled_results)
         if self.outcome == "running":
             self.outcome = "finished"
         if self.outcome in ("finished", "stopped") and self.last_update is not None:
             self.status.value = f"{self.outcome}: {self.progress_text(self.last_update)}"
+        elif self.outcome in ("finished", "stopped") and self.tiled_status is not None:
+            self.status.value = f"{self.outcome}: {self.tiled_status}"
 
     def show_error(self, error):
         from napari.utils.notifications import show_error
@@ -256,6 +459,8 @@ class ReconstructionWidget(QWidget):
 
     def closeEvent(self, event):  # noqa: N802 (Qt's name)
         """Closing the widget ends its run and its connections to the viewer."""
+        if self.stop_event is not None:
+            self.stop_event.set()
         if self.worker is not None:
             self.worker.quit()
         for emitter in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
@@ -306,6 +511,64 @@ class ReconstructionWidget(QWidget):
         if self.outcome == "running":
             self.status.value = self.progress_text(update)
         self.update_seconds.append(time.perf_counter() - started)
+
+    def show_tiles(self, update):
+        """A tiled run's update: the mosaic layers (one amplitude and one phase per method, added on the
+        first update) take the new views; at the end the stitched objects replace them and each method's
+        maps are added over its amplitude (:func:`~napari_ptycho._reader.tiled_layers`)."""
+        started = time.perf_counter()
+        a = self.measurement.acquisition
+        pixel = a.pixel_size_hr * 1e6
+        size = a.grid_size * pixel
+        if isinstance(update, TiledDone):
+            self.tiled_results = update.results
+            views = {m: (np.abs(r.object), np.angle(r.object)) for m, r in update.results.items()}
+            worst = max(float(np.nanmax(r.residual_map)) for r in update.results.values())
+            self.tiled_status = (f"{len(update.results[next(iter(views))].tile_corners)} tiles stitched; "
+                                 f"largest tile residual {worst:.2e}")
+        else:
+            self.mosaic_updates += 1
+            views = {m: (update.amplitude[m], update.phase[m]) for m in update.amplitude}
+            self.tiled_status = f"tiles {update.done}/{update.total} solved"
+            self._plot_tiles(update)
+        added = False
+        for column, (method, (amplitude, phase)) in enumerate(views.items()):
+            for row, (kind, image) in enumerate((("amplitude", amplitude), ("phase", phase))):
+                layer = self.run_layers.get((method, kind))
+                limits = (0.0, max(float(image.max()), 1e-12)) if kind == "amplitude" else (-np.pi, np.pi)
+                if layer is not None and layer in self.viewer.layers:
+                    layer.data = image
+                    layer.contrast_limits = limits
+                    continue
+                self.run_layers[(method, kind)] = self.viewer.add_image(
+                    image, name=f"{self.name} {method.upper()} {kind}", scale=(pixel, pixel), units=UNITS,
+                    translate=tile_origin(row, column, size), contrast_limits=limits,
+                    colormap="gray" if kind == "amplitude" else "twilight")
+                added = True
+        if isinstance(update, TiledDone):
+            self._add_tile_maps(update.results, size, pixel)
+        if added:
+            for layer in self.viewer.layers:
+                if LAYER_KEY in layer.metadata:
+                    layer.visible = False  # the frames would sit under the mosaic
+            self._add_tile_labels(list(views), size, pixel)
+            self.viewer.reset_view()
+        if self.outcome == "running":
+            self.status.value = self.tiled_status
+        self.update_seconds.append(time.perf_counter() - started)
+
+    def _add_tile_maps(self, results, size, pixel):
+        """Each method's per-tile maps and tile borders over its stitched amplitude (the reader's layers)."""
+        from ._reader import tiled_layers
+
+        active = self.viewer.layers.selection.active
+        for column, (method, result) in enumerate(results.items()):
+            origin = np.asarray(tile_origin(0, column, size))
+            for data, options, kind in tiled_layers(result, f"{self.name} {method.upper()}", pixel):
+                options = {**options, "translate": tuple(np.asarray(options["translate"]) + origin)}
+                add = self.viewer.add_image if kind == "image" else self.viewer.add_shapes
+                self.run_layers[("maps", method, options["name"])] = add(data, **options)
+        self.viewer.layers.selection.active = active  # keep the user's layer selected
 
     def _show_pupils(self, update, size) -> bool:
         """Live pupil layers (amplitude above phase) in a column right of the objects, for each method
@@ -397,6 +660,26 @@ class ReconstructionWidget(QWidget):
             axes.legend(loc="upper right", fontsize="small")
         self.canvas.draw_idle()
 
+    def _plot_tiles(self, update):
+        """Add each newly solved tile's spectrum and loss as one thin line (one colour per method)."""
+        for method in update.eigenvalues:
+            color = COLORS.get(method)
+            for values, losses in zip(update.eigenvalues[method], update.losses[method], strict=True):
+                label = None if method in self.lines else f"{method.upper()} (one line a tile)"
+                ratios = np.maximum(values / max(values[0], 1e-300), 1e-17)
+                spectrum, = self.spectrum_axes.semilogy(np.arange(1, len(ratios) + 1), ratios, "o-", color=color,
+                                                        alpha=0.5, lw=1, ms=3, label=label)
+                loss, = self.loss_axes.loglog(np.arange(1, len(losses) + 1), losses, color=color, alpha=0.5, lw=1,
+                                              label=label)
+                self.lines.setdefault(method, (spectrum, loss))
+        self.spectrum_axes.set_title("each tile's eigenvalues / lambda_1")
+        self.loss_axes.set_title("loss of each tile")
+        for axes in (self.spectrum_axes, self.loss_axes):
+            axes.relim()
+            axes.autoscale_view()
+            axes.legend(loc="upper right", fontsize="small")
+        self.canvas.draw_idle()
+
     def current_eigenvalues(self) -> dict:
         """``method -> eigenvalues / lambda_1`` as drawn in the spectrum plot."""
         return {method: lines[0].get_ydata() for method, lines in self.lines.items()}
@@ -408,17 +691,32 @@ class ReconstructionWidget(QWidget):
 
         from ptycho_app.live import save_live_results
 
-        if self.last_update is None:
+        if self.last_update is None and not self.tiled_results:
             return []
         if folder is None:
             folder = QFileDialog.getExistingDirectory(self, "Save results to folder")
             if not folder:
                 return []
         try:
-            written = save_live_results(self.last_update, self.measurement, folder, name=self.name,
-                                        interrupted=self.outcome != "finished")
+            if self.tiled_results:
+                written = self._save_tiled(folder)
+            else:
+                written = save_live_results(self.last_update, self.measurement, folder, name=self.name,
+                                            interrupted=self.outcome != "finished")
         except (ValueError, OSError) as error:
             show_error(f"FP reconstruction: cannot save: {error}")
             return []
         show_info("saved " + ", ".join(p.name for p in written))
+        return written
+
+    def _save_tiled(self, folder) -> list:
+        """Write the last tiled run's stitched results as ``reconstruct --tile`` does
+        (``<folder>/<name>.<method>.h5``)."""
+        from ptycho_app.io.results import result_path, write_result
+
+        written = []
+        for method, result in self.tiled_results.items():
+            path = result_path(folder, Path(f"{self.name}.h5"), method)
+            write_result(path, result)
+            written.append(path)
         return written

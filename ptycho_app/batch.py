@@ -267,7 +267,7 @@ def solve_group(group: list[Input], options: SolverOptions, out_dir, run: RunOpt
         if state is None:
             raise Interrupted([], paths)
         results = results_from_state(state, group, options, earlier, torch_device, run.precision, interrupted,
-                                     run.preset, rank_one_residual(operator, b, state).tolist())
+                                     run.preset, rank_one_residual(operator, b, state, mask).tolist())
         for path, result in zip(paths, results, strict=True):
             with sigint_deferred() as held:  # a second Ctrl-C waits for the file being written
                 write_result(path, result)

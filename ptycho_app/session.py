@@ -130,9 +130,10 @@ def run(operator, b, options: SolverOptions, init=None, progress: bool = False, 
             yield state
 
 
-def rank_one_residual(operator, b, state) -> torch.Tensor:
+def rank_one_residual(operator, b, state, mask=None) -> torch.Tensor:
     """``||A(lambda_1 v v^*) - b|| / ||b||`` per problem: the residual of the rank-one ``X`` whose
-    object is shown and written (``v`` the top eigenvector of ``X``), not of the rank-``r`` ``X`` fitted.
+    object is shown and written (``v`` the top eigenvector of ``X``), not of the rank-``r`` ``X`` fitted;
+    over the measurements ``mask`` (optional, like ``b``, True = used) keeps.
 
     Parameters
     ----------
@@ -150,8 +151,11 @@ def rank_one_residual(operator, b, state) -> torch.Tensor:
     ones = torch.ones(x.shape[0], 1, dtype=operator.real_dtype, device=operator.device)
     measured = operator.measure(x[:, :, None].to(device=operator.device, dtype=operator.dtype), ones)
     b = torch.as_tensor(b).to(device=measured.device, dtype=torch.float64)
-    return (torch.linalg.vector_norm((measured.to(torch.float64) - b).flatten(1), dim=1)
-            / torch.linalg.vector_norm(b.flatten(1), dim=1))
+    difference = measured.to(torch.float64) - b
+    if mask is not None:
+        keep = torch.as_tensor(mask).to(device=measured.device, dtype=torch.float64)
+        difference, b = difference * keep, b * keep
+    return torch.linalg.vector_norm(difference.flatten(1), dim=1) / torch.linalg.vector_norm(b.flatten(1), dim=1)
 
 
 def run_to_end(operator, b, options: SolverOptions, init=None, progress: bool = True, label: str = "",

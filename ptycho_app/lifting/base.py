@@ -25,13 +25,18 @@ from __future__ import annotations
 import torch
 
 
-def residual_norm_sq(q, b, value, loss, wanted):
-    """``||q - b||^2`` per problem: twice the value for the intensity loss, computed when ``wanted``, else None."""
+def residual_norm_sq(q, b, value, loss, wanted, block=None):
+    """``||q - b||^2`` per problem over the measurements the loss uses (its mask, sliced by the frame
+    ``block``): twice the value for the intensity loss, computed when ``wanted``, else None."""
     if loss.weight_is_residual:
         return 2 * value
     if not wanted:
         return None
-    return torch.linalg.vector_norm((q - b).flatten(1), dim=1).square()
+    difference = q - b
+    keep = loss._keep(block)
+    if keep is not None:
+        difference = difference * keep
+    return torch.linalg.vector_norm(difference.flatten(1), dim=1).square()
 
 
 class LiftedOperator:

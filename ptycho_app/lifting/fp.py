@@ -249,7 +249,7 @@ class LiftedFP(QuadraticLifted):
             q = power[:, 0] if rank == 1 else power.sum(dim=1)  # scratch: the loss may overwrite it
             measured = b[:, block]
             if residual_sq is not None and not loss.weight_is_residual:  # before the loss overwrites q
-                residual_sq += residual_norm_sq(q, measured, None, loss, True)
+                residual_sq += residual_norm_sq(q, measured, None, loss, True, block)
             if self.record_frame_sums:  # before the loss overwrites q
                 self._add_frame_sums(q, measured, loss, block)
             block_value, weight = loss.value_and_weight(q, measured, block, overwrite=True)

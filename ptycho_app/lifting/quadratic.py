@@ -78,6 +78,6 @@ class QuadraticLifted(LiftedOperator):
             block_value, weight = loss.value_and_weight(q, b[:, block], block)
             value += block_value
             if residual_sq is not None:
-                residual_sq += residual_norm_sq(q, b[:, block], block_value, loss, True)
+                residual_sq += residual_norm_sq(q, b[:, block], block_value, loss, True, block)
             product += self.linear.adjoint(weight[:, None] * fields, block)
         return value, residual_sq, product.transpose(-1, -2)

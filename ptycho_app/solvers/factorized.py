@@ -231,7 +231,7 @@ def iterate(operator: LiftedOperator, b: torch.Tensor, options: SolverOptions, i
     steps = torch.tensor(options.steps(batch), dtype=curvature_u.dtype, device=device)
     step_u = (steps / curvature_u)[:, None, None]
     step_d = ((options.step_d or options.step or 0.0) / curvature_d)[:, None]  # BM problems: unused
-    norm_b = b_normalized.flatten(1).norm(dim=1)
+    norm_b = (b_normalized if loss.keep is None else b_normalized * loss.keep).flatten(1).norm(dim=1)  # used ones
     loss_unit = tau**loss.scale_power  # normalized loss -> physical units
 
     if init is None:

@@ -130,6 +130,7 @@ def get_parser() -> argparse.ArgumentParser:
     """The argument parser (separate from :func:`main` so it can be tested and documented)."""
     from .simulation import DEFAULT_UPSAMPLE
     from .solvers.options import PROBLEM_PRESETS
+    from .tiling import TILE_MARGIN
 
     parser = OneLineParser(prog="ptycho-app", description="Fourier ptychography by lifting: BM and UDU solvers.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -262,6 +263,10 @@ def get_parser() -> argparse.ArgumentParser:
                        "with its own illumination and stitch them into one result per method")
     tiles.add_argument("--overlap", type=int, metavar="V", help="least overlap of neighbouring tiles, camera pixels "
                        "(with --tile; default: T // 4)")
+    tiles.add_argument("--tile-margin", type=int, metavar="P", default=None,
+                       help="unmeasured camera pixels around each tile's model: the object there is free to explain "
+                       "the light that enters the tile from outside, so the FFT's wrap does not distort the tile "
+                       f"(with --tile; default {TILE_MARGIN}; 0: none; docs/tiling.md)")
     tiles.add_argument("--scheduler", default="none", metavar="none|local|ADDRESS",
                        help="where the tiles' batched solves run: none (this process), local (a Dask LocalCluster of "
                        "worker processes on this machine) or the address of a running Dask scheduler "
@@ -560,7 +565,8 @@ def run_import(args):
 def run_reconstruct(args):
     from .batch import reconstruct_files
 
-    for flag, given in (("--overlap", args.overlap is not None), ("--scheduler", args.scheduler != "none"),
+    for flag, given in (("--overlap", args.overlap is not None), ("--tile-margin", args.tile_margin is not None),
+                        ("--scheduler", args.scheduler != "none"),
                         ("--workers", args.workers is not None), ("--keep-tiles", args.keep_tiles),
                         ("--threads-per-worker", args.threads_per_worker is not None)):
         if args.tile is None and given:
@@ -578,6 +584,7 @@ def run_reconstruct(args):
 
 def run_reconstruct_tiled(args):
     from .tiled import reconstruct_files_tiled
+    from .tiling import TILE_MARGIN
 
     if args.calibration is not None:
         raise ValueError("--calibration is not supported with --tile yet")
@@ -588,6 +595,7 @@ def run_reconstruct_tiled(args):
                                       upsample=args.upsample, overwrite=args.overwrite, resume=args.resume,
                                       scheduler=args.scheduler, workers=args.workers,
                                       threads_per_worker=args.threads_per_worker, keep_tiles=args.keep_tiles,
+                                      margin=TILE_MARGIN if args.tile_margin is None else args.tile_margin,
                                       **solver_overrides(args))
     print(f"wrote {len(written)} stitched result file(s) to {out}: " + " ".join(str(p) for p in written[:4])
           + (" ..." if len(written) > 4 else ""))

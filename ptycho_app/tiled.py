@@ -44,7 +44,16 @@ from .scheduling import check_scheduler_flags, open_scheduler, run_tasks, set_wo
 from .session import RunOptions, batch_options, problem_history, problem_options, run_to_end
 from .stitching import stitch
 from .tile_store import TileStore, store_folder, store_record
-from .tiling import axis_starts, cut_tile, tile_acquisition, tile_grid
+from .tiling import (
+    TILE_MARGIN,
+    axis_starts,
+    crop_margin,
+    curvature_phase,
+    cut_tile,
+    tile_acquisition,
+    tile_frames,
+    tile_grid,
+)
 
 
 @dataclass
@@ -57,12 +66,18 @@ class Tile:
         Position in :func:`~ptycho_app.tiling.tile_grid`'s row-by-row order.
     corner : (int, int)
         Top-left ``(row, col)`` in camera pixels.
-    frames : (L, T, T) float32
-        The tile's intensities (the file's corrections applied).
-    mask : (L, T, T) bool or None
-        The pixels the loss uses (None: all; the file has no saturation level).
+    frames : (L, T + 2P, T + 2P) float32
+        The tile's intensities (the file's corrections applied) inside a margin of ``P`` unmeasured
+        pixels (:func:`~ptycho_app.tiling.tile_frames`).
+    mask : (L, T + 2P, T + 2P) bool or None
+        The pixels the loss uses: the tile's, less saturated ones (None: all; no margin and no
+        saturation level).
     acquisition : Acquisition
-        The tile's (:func:`~ptycho_app.tiling.tile_acquisition`).
+        The tile's model (:func:`~ptycho_app.tiling.tile_acquisition`, frames ``T + 2P``).
+    size : int
+        ``T``, camera pixels.
+    margin : int
+        ``P``, camera pixels.
     """
 
     index: int
@@ -70,6 +85,8 @@ class Tile:
     frames: np.ndarray
     mask: np.ndarray | None
     acquisition: Acquisition
+    size: int
+    margin: int = 0
 
 
 @dataclass
@@ -81,7 +98,9 @@ class TileSolution:
     eigenvalues : (r,) float64
         Of the tile's ``X``, decreasing (physical units).
     object : (upsample T, upsample T) complex128
-        ``sqrt(lambda_1)`` times the leading eigenvector, as an object.
+        ``sqrt(lambda_1)`` times the leading eigenvector, as an object: the tile's own pixels (its
+        margin cropped), with the illumination's mean curvature removed
+        (:func:`~ptycho_app.tiling.curvature_phase`).
     residual : float
         Relative residual of the rank-``r`` ``X``.
     loss : (I + 1,) float64
@@ -102,7 +121,7 @@ class TileSolution:
     attrs: dict
 
 
-def check_tiling(measurement: Measurement, path, tile, overlap) -> list[tuple[int, int]]:
+def check_tiling(measurement: Measurement, path, tile, overlap, margin: int = 0) -> list[tuple[int, int]]:
     """The tile corners of a measurement, or one clear refusal naming the flag.
 
     Parameters
@@ -110,8 +129,8 @@ def check_tiling(measurement: Measurement, path, tile, overlap) -> list[tuple[in
     measurement : Measurement
     path : Path
         Its file (named in the messages).
-    tile, overlap : int
-        ``--tile`` and ``--overlap``, camera pixels.
+    tile, overlap, margin : int
+        ``--tile``, ``--overlap`` and ``--tile-margin``, camera pixels.
 
     Returns
     -------
@@ -121,7 +140,7 @@ def check_tiling(measurement: Measurement, path, tile, overlap) -> list[tuple[in
     Raises
     ------
     ValueError
-        ``--tile`` not in ``[1, M]`` or ``--overlap`` not in ``[0, --tile)``.
+        ``--tile`` not in ``[1, M]``, ``--overlap`` not in ``[0, --tile)`` or a negative ``--tile-margin``.
     InputFileError
         The file has no LED positions (direction sines only) or an aberration array of the whole frame.
     """
@@ -131,6 +150,8 @@ def check_tiling(measurement: Measurement, path, tile, overlap) -> list[tuple[in
         raise ValueError(f"--tile {tile} must be between 1 and the frames' size {field_size} ({path})")
     if int(overlap) != overlap or not 0 <= overlap < tile:
         raise ValueError(f"--overlap {overlap} must be in [0, --tile = {tile})")
+    if int(margin) != margin or margin < 0:
+        raise ValueError(f"--tile-margin {margin} must be a non-negative whole number of camera pixels")
     if acquisition.led_positions is None or acquisition.led_distance is None:
         raise InputFileError(path, "--tile needs LED positions (encoder and zled) to give each tile its own "
                              "illumination; this file has direction sines only", field="encoder")
@@ -140,7 +161,7 @@ def check_tiling(measurement: Measurement, path, tile, overlap) -> list[tuple[in
     return tile_grid(field_size, int(tile), int(overlap))
 
 
-def cut_tiles(measurement: Measurement, corners, tile: int) -> list[Tile]:
+def cut_tiles(measurement: Measurement, corners, tile: int, margin: int = 0) -> list[Tile]:
     """Each tile's intensities, mask and acquisition.
 
     Parameters
@@ -149,6 +170,8 @@ def cut_tiles(measurement: Measurement, corners, tile: int) -> list[Tile]:
         Full frames ``(L, Mf, Mf)`` with LED positions.
     corners : list of (int, int)
     tile : int
+    margin : int
+        Unmeasured camera pixels around each tile's model (:func:`~ptycho_app.tiling.tile_frames`).
 
     Returns
     -------
@@ -161,10 +184,13 @@ def cut_tiles(measurement: Measurement, corners, tile: int) -> list[Tile]:
     field_size = measurement.acquisition.frame_size
     tiles = []
     for index, corner in enumerate(corners):
-        acquisition = tile_acquisition(measurement.acquisition, field_size, corner, tile)
-        frames = np.ascontiguousarray(cut_tile(intensities, corner, tile))
-        part_mask = None if mask is None else np.ascontiguousarray(cut_tile(mask, corner, tile))
-        tiles.append(Tile(index, (int(corner[0]), int(corner[1])), frames, part_mask, acquisition))
+        acquisition = tile_acquisition(measurement.acquisition, field_size, corner, tile, margin)
+        if margin == 0 and mask is None:
+            frames, part_mask = np.ascontiguousarray(cut_tile(intensities, corner, tile)), None
+        else:
+            frames, part_mask = tile_frames(intensities, corner, tile, margin, mask)
+        tiles.append(Tile(index, (int(corner[0]), int(corner[1])), frames, part_mask, acquisition, int(tile),
+                          int(margin)))
     return tiles
 
 
@@ -215,6 +241,9 @@ def solve_tiles(chunk: list[Tile], methods, run: RunOptions, base_seed: int, ove
     values, vectors = factor_eigh(state.U.to(torch.complex128), state.physical_weights().to(torch.float64))
     N = acquisition.grid_size
     objects = spectrum_to_object(leading_from_eigh(values, vectors).reshape(-1, N, N)).cpu().numpy()
+    # the tile's own pixels, without the illumination's mean curvature (the tile model has no term for it)
+    objects = crop_margin(objects, chunk[0].size, chunk[0].margin, acquisition.upsample)
+    objects = objects * np.exp(-1j * curvature_phase(acquisition, chunk[0].size))
     values = values.cpu().numpy()
     solutions = {}
     for k, tile in enumerate(problems):
@@ -315,7 +344,7 @@ def tile_maps(solutions: list[TileSolution], rows: int, cols: int) -> tuple[np.n
 
 
 def tiled_result(item: Input, solutions: list[TileSolution], corners, tile: int, overlap: int,
-                 run: RunOptions) -> Result:
+                 run: RunOptions, margin: int = 0) -> Result:
     """The stitched result of one input and method.
 
     Parameters
@@ -348,6 +377,7 @@ def tiled_result(item: Input, solutions: list[TileSolution], corners, tile: int,
     truth = item.measurement.ground_truth
     attrs = {
         "problem": "fp", **first.attrs, "tiled": True, "tile": int(tile), "overlap": int(overlap),
+        "tile_margin": int(margin),
         "tile_rows": rows, "tile_cols": cols, "run_iterations": first.attrs["iterations"],
         "input_file": item.path.name, "input_sha256": item.sha256,
         "seconds": float(sum(s.attrs["seconds"] for s in solutions)), "resumed": False,
@@ -365,7 +395,7 @@ def tiled_result(item: Input, solutions: list[TileSolution], corners, tile: int,
 
 def reconstruct_tiled(item: Input, tile: int, overlap: int, run: RunOptions, base_seed: int, overrides: dict,
                       batch_size: int = 16, progress: bool = True, on_tiles=None, store: TileStore | None = None,
-                      client=None) -> dict[str, Result]:
+                      client=None, margin: int = TILE_MARGIN) -> dict[str, Result]:
     """Solve every tile of one input with every method of ``run`` and stitch.
 
     Parameters
@@ -391,14 +421,17 @@ def reconstruct_tiled(item: Input, tile: int, overlap: int, run: RunOptions, bas
         tasks whose tiles are all there are not run.  None: a temporary store, removed at the end.
     client : distributed.Client, optional
         Run the tasks on its workers (None: in this process).
+    margin : int
+        Unmeasured camera pixels around each tile's model (``--tile-margin``,
+        :func:`~ptycho_app.tiling.tile_frames`).
 
     Returns
     -------
     dict
         ``method -> Result``.
     """
-    corners = check_tiling(item.measurement, item.path, tile, overlap)
-    tiles = cut_tiles(item.measurement, corners, int(tile))
+    corners = check_tiling(item.measurement, item.path, tile, overlap, margin)
+    tiles = cut_tiles(item.measurement, corners, int(tile), int(margin))
     methods = run.methods()
     chunks = group_tiles(tiles, max(1, batch_size // len(methods)))
     solutions: dict[tuple[str, int], TileSolution] = {}
@@ -422,14 +455,15 @@ def reconstruct_tiled(item: Input, tile: int, overlap: int, run: RunOptions, bas
         run_tasks(solve_and_store, tasks, client, progress, desc=f"tiles {item.path.stem}",
                   on_done=lambda k, _: collect(todo[k]))
     return {method: tiled_result(item, [solutions[(method, t.index)] for t in tiles], corners, int(tile),
-                                 int(overlap), run) for method in methods}
+                                 int(overlap), run, int(margin)) for method in methods}
 
 
 def tiled_store_record(item: Input, tile: int, overlap: int, run: RunOptions, base_seed: int, overrides: dict,
-                       batch_size: int) -> dict:
+                       batch_size: int, margin: int = TILE_MARGIN) -> dict:
     """What a tile store of this input and run records (the options that change a tile's solution;
     not ``--device``)."""
-    options = {**overrides, "tile": int(tile), "overlap": int(overlap), "batch_size": int(batch_size),
+    options = {**overrides, "tile": int(tile), "overlap": int(overlap), "tile_margin": int(margin),
+               "batch_size": int(batch_size),
                "seed": int(base_seed), "method": run.method, "preset": run.preset, "precision": run.precision,
                "upsample": int(item.measurement.acquisition.upsample)}
     return store_record(item.path, item.sha256, options)
@@ -438,7 +472,7 @@ def tiled_store_record(item: Input, tile: int, overlap: int, run: RunOptions, ba
 def reconstruct_files_tiled(paths, tile: int, overlap: int, run: RunOptions | None = None, out_dir="results",
                             progress=True, batch_size=16, upsample=None, overwrite=False, resume=False,
                             scheduler="none", workers=None, threads_per_worker=None, keep_tiles=False,
-                            **options) -> list[Path]:
+                            margin=TILE_MARGIN, **options) -> list[Path]:
     """``reconstruct --tile``: one stitched result file per input and method.
 
     Parameters
@@ -468,6 +502,8 @@ def reconstruct_files_tiled(paths, tile: int, overlap: int, run: RunOptions | No
         Of ``scheduler="local"``.
     keep_tiles : bool
         Keep each tile store after its result files are written (removed by default).
+    margin : int
+        Unmeasured camera pixels around each tile's model (``--tile-margin``).
     **options
         :class:`~ptycho_app.solvers.SolverOptions` fields over the preset's.
 
@@ -490,7 +526,7 @@ def reconstruct_files_tiled(paths, tile: int, overlap: int, run: RunOptions | No
     check_scheduler_flags(scheduler, workers, threads_per_worker)
     inputs = load_inputs(paths, upsample)
     for item in inputs:  # refuse a bad input before any solving
-        check_tiling(item.measurement, item.path, tile, overlap)
+        check_tiling(item.measurement, item.path, tile, overlap, margin)
     planned = [result_path(out_dir, item.path, method) for item in inputs for method in methods]
     stores = [TileStore(store_folder(out_dir, item.path)) for item in inputs]
     written, kept = [], []
@@ -500,14 +536,14 @@ def reconstruct_files_tiled(paths, tile: int, overlap: int, run: RunOptions | No
         check_outputs_fit(planned, sizes, out_dir)
         for item, store in zip(inputs, stores, strict=True):  # every store checked before any solving
             locks.enter_context(output_lock(store.folder))
-            store.prepare(tiled_store_record(item, tile, overlap, run, base_seed, options, batch_size), resume,
+            store.prepare(tiled_store_record(item, tile, overlap, run, base_seed, options, batch_size, margin), resume,
                           overwrite)
         started = time.perf_counter()
         try:
             with open_scheduler(scheduler, workers, threads_per_worker) as client:
                 for item, store in zip(inputs, stores, strict=True):
                     results = reconstruct_tiled(item, tile, overlap, run, base_seed, dict(options), batch_size,
-                                                progress, store=store, client=client)
+                                                progress, store=store, client=client, margin=margin)
                     for method, result in results.items():
                         path = result_path(out_dir, item.path, method)
                         with sigint_deferred():  # a second Ctrl-C waits for the file being written
@@ -519,7 +555,8 @@ def reconstruct_files_tiled(paths, tile: int, overlap: int, run: RunOptions | No
             for item, store in zip(inputs, stores, strict=True):
                 done = store.count()
                 if done:
-                    kept.append((store.folder, done, len(check_tiling(item.measurement, item.path, tile, overlap))))
+                    kept.append((store.folder, done, len(check_tiling(item.measurement, item.path, tile, overlap,
+                                                                      margin))))
             raise TilesInterrupted(written, [p for p in planned if p not in written], kept) from None
         finally:
             for store in stores:  # a store without a finished tile holds nothing to continue from

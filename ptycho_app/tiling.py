@@ -34,6 +34,8 @@ from .physics import Acquisition, direction_sines_from_leds
 
 #: Default number of full-field frames simulated at once (memory ``~ 3 * block * Nf^2`` complex).
 FRAMES_PER_BLOCK = 4
+#: Default unmeasured margin around each tile's model, camera pixels (``--tile-margin``; docs/tiling.md).
+TILE_MARGIN = 16
 
 
 def sample_coordinates(size: int, pixel: float) -> np.ndarray:
@@ -274,12 +276,14 @@ def tile_center(field_size: int, corner, tile: int, pixel: float) -> np.ndarray:
     return (np.asarray(corner, dtype=np.float64) + tile / 2 - field_size / 2) * pixel
 
 
-def tile_acquisition(acquisition: Acquisition, field_size: int, corner, tile: int) -> Acquisition:
+def tile_acquisition(acquisition: Acquisition, field_size: int, corner, tile: int, margin: int = 0) -> Acquisition:
     """The acquisition of one tile: same optics, ``T x T`` frames, the tile's own illumination.
 
     The LED positions become relative to the point under the tile's centre ``c``
     (:func:`tile_center`), so the direction sines are
     ``s = (p_led - c) / |(p_led - c, z)|`` (:func:`~ptycho_app.physics.direction_sines_from_leds`).
+    With a ``margin`` ``P``, the model's frames are ``(T + 2P) x (T + 2P)`` around the same centre
+    (:func:`tile_frames`: the ring is not measured).
 
     Parameters
     ----------
@@ -292,11 +296,13 @@ def tile_acquisition(acquisition: Acquisition, field_size: int, corner, tile: in
         ``(row, col)`` of the tile's top-left camera pixel.
     tile : int
         ``T``.
+    margin : int
+        ``P``: unmeasured camera pixels on every side of the tile's model (0: none).
 
     Returns
     -------
     Acquisition
-        ``frame_size = T``, ``led_positions = p_led - c``, everything else unchanged.
+        ``frame_size = T + 2P``, ``led_positions = p_led - c``, everything else unchanged.
 
     Raises
     ------
@@ -309,11 +315,113 @@ def tile_acquisition(acquisition: Acquisition, field_size: int, corner, tile: in
     row, col = (int(v) for v in corner)
     if min(row, col) < 0 or max(row, col) + tile > field_size:
         raise ValueError(f"tile {tile} at {(row, col)} leaves the {field_size}x{field_size} field")
-    if acquisition.pupil is not None and acquisition.pupil.shape != (tile, tile):
-        raise ValueError(f"the aberration array is {acquisition.pupil.shape}, the tile is {tile}x{tile}")
+    if int(margin) != margin or margin < 0:
+        raise ValueError(f"the tile margin must be a non-negative integer, got {margin!r}")
+    size = int(tile) + 2 * int(margin)
+    if acquisition.pupil is not None and acquisition.pupil.shape != (size, size):
+        raise ValueError(f"the aberration array is {acquisition.pupil.shape}, the tile's model is {size}x{size}")
     center = tile_center(field_size, (row, col), tile, acquisition.pixel_size_lr)
     positions = np.asarray(acquisition.led_positions, dtype=np.float64) - center
-    return dataclasses.replace(acquisition, frame_size=int(tile), led_positions=positions, direction_sines=None)
+    return dataclasses.replace(acquisition, frame_size=size, led_positions=positions, direction_sines=None)
+
+
+def tile_frames(frames, corner, tile: int, margin: int, mask=None) -> tuple[np.ndarray, np.ndarray]:
+    """One tile's frames inside an unmeasured margin, and the mask of the pixels measured.
+
+    FP's forward model is periodic on the tile, but a tile of a larger field is not: light from the
+    object outside the tile reaches its border pixels through the point-spread function, and the
+    object wraps around where the tile's edges meet.  A ring of ``P`` model pixels that no
+    measurement constrains (mask False) lets the reconstructed object there take up both, so the
+    wrap no longer distorts the measured tile (docs/tiling.md: measured errors).
+
+    Parameters
+    ----------
+    frames : (L, Mf, Mf) array
+        Full-field intensities.
+    corner : (int, int)
+        ``(row, col)`` of the tile's top-left camera pixel.
+    tile : int
+        ``T``.
+    margin : int
+        ``P``, camera pixels (0: the tile alone, every pixel measured).
+    mask : (L, Mf, Mf) bool, optional
+        Pixels of the full field the loss may use (saturation); None: all.
+
+    Returns
+    -------
+    frames : (L, T + 2P, T + 2P) float32
+        The tile's intensities in the centre, 0 in the ring.
+    measured : (L, T + 2P, T + 2P) bool
+        True on the tile's pixels (and ``mask`` there), False in the ring.
+    """
+    part = np.asarray(cut_tile(frames, corner, tile))
+    size = int(tile) + 2 * int(margin)
+    inner = (slice(None), slice(margin, margin + tile), slice(margin, margin + tile))
+    out = np.zeros((part.shape[0], size, size), dtype=np.float32)
+    out[inner] = part
+    measured = np.zeros(out.shape, dtype=bool)
+    measured[inner] = True if mask is None else np.asarray(cut_tile(mask, corner, tile))
+    return out, measured
+
+
+def crop_margin(obj, tile: int, margin: int, upsample: int):
+    """The tile's own ``(upsample T) x (upsample T)`` object from its model's ``upsample (T + 2P)`` square."""
+    start = int(margin) * int(upsample)
+    size = int(tile) * int(upsample)
+    return obj[..., start:start + size, start:start + size]
+
+
+def illumination_curvature(acquisition: Acquisition) -> np.ndarray:
+    """The mean curvature of the bright-field LEDs' spherical waves at a tile's centre.
+
+    LED ``l`` at lateral offset ``D_l = c - p_l`` from the tile's centre and ``R_l = |(D_l, z)|``
+    lights the tile with the phase ``k R(c + rho)``, whose Taylor expansion is
+    ``k R_l + k s_l . rho + (k / 2) rho^T H_l rho + O(|rho|^3 / R_l^2)`` with the direction sines ``s_l``
+    (the tile model's plane wave) and ``H_l = (I - u_l u_l^T) / R_l``, ``u_l = D_l / R_l``.  The
+    tile model has no quadratic term: the reconstructed object carries the frames' common
+    curvature, ``o(rho) exp(i k rho^T H rho / 2)``.  This returns ``H`` as the mean of ``H_l`` over
+    the bright-field LEDs (the frames that carry most of the signal; all LEDs when none is).
+
+    Parameters
+    ----------
+    acquisition : Acquisition
+        A tile's (:func:`tile_acquisition`: LED positions relative to its centre, and the distance).
+
+    Returns
+    -------
+    (2, 2) float64
+        ``H`` in 1/m, axes ``(y, x)``.
+    """
+    offsets = -np.asarray(acquisition.led_positions, dtype=np.float64)  # D_l = c - p_l, c = 0
+    R = np.sqrt((offsets**2).sum(axis=1) + acquisition.led_distance**2)
+    u = offsets / R[:, None]
+    H = (np.eye(2)[None] - u[:, :, None] * u[:, None, :]) / R[:, None, None]
+    bright = np.hypot(u[:, 0], u[:, 1]) <= acquisition.na
+    chosen = bright if bright.any() else np.ones(len(R), dtype=bool)
+    return H[chosen].mean(axis=0)
+
+
+def curvature_phase(acquisition: Acquisition, tile: int) -> np.ndarray:
+    """The quadratic illumination phase a tile's reconstruction carries (:func:`illumination_curvature`).
+
+    Parameters
+    ----------
+    acquisition : Acquisition
+        The tile's.
+    tile : int
+        ``T``, camera pixels (the phase is evaluated on the tile's ``upsample T`` object pixels,
+        ``rho`` from the tile's centre as in the module's convention).
+
+    Returns
+    -------
+    (upsample T, upsample T) float64
+        ``(k / 2) rho^T H rho`` in radians; multiply the object by ``exp(-i phase)`` to remove it.
+    """
+    H = illumination_curvature(acquisition)
+    rho = sample_coordinates(int(tile) * acquisition.upsample, acquisition.pixel_size_hr)
+    y, x = rho[:, None], rho[None, :]
+    wavenumber = 2 * np.pi / acquisition.wavelength
+    return wavenumber / 2 * (H[0, 0] * y**2 + 2 * H[0, 1] * y * x + H[1, 1] * x**2)
 
 
 def tile_sines(acquisition: Acquisition, field_size: int, corner, tile: int) -> np.ndarray:

@@ -325,6 +325,31 @@ def test_iterate_loss_leaves_masked_pixels_out():
     assert unmasked > 10 * expected
 
 
+@pytest.mark.parametrize("loss", ["intensity", "amplitude"])
+def test_relative_residual_leaves_masked_pixels_out(loss):
+    """The relative residual (iterations and the rank-one object's) is ``||(q - b) m|| / ||b m||``:
+    saturated garbage under the mask does not reach it (it did before: the residual then read ~1e3)."""
+    from ptycho_app.lifting import LiftedFP
+    from ptycho_app.session import rank_one_residual
+    from ptycho_app.solvers import SolverOptions, iterate
+
+    a = default_acquisition(frame_size=8, upsample=4, leds_per_side=3)
+    b = torch.as_tensor(simulate_frames(reference_object(a.grid_size), a), dtype=torch.float64)[None]
+    mask = torch.ones_like(b, dtype=torch.bool)
+    mask[0, :3, :2] = False
+    b_bad = b.clone()
+    b_bad[~mask] = 1e6
+    operator = LiftedFP(a, dtype=torch.complex128)
+    options = SolverOptions(max_iters=3, yield_every=1, loss=loss, rank=1)
+    *_, state = iterate(operator, b_bad, options, mask=mask)
+    q = operator.measure(state.U, state.physical_weights())
+    expected = float(torch.linalg.vector_norm((q - b_bad) * mask) / torch.linalg.vector_norm(b_bad * mask))
+    assert expected < 1.0
+    np.testing.assert_allclose(float(state.relative_residual[0]), expected, rtol=1e-6)
+    x_residual = float(rank_one_residual(operator, b_bad, state, mask)[0])
+    assert x_residual == pytest.approx(expected, rel=1e-6)  # rank 1: X is x x^*
+
+
 # ---- errors speak CLI ------------------------------------------------------------------------------
 
 

@@ -7,10 +7,16 @@ import torch
 from ptycho_app.physics import Acquisition, direction_sines_from_leds, fp_intensities
 from ptycho_app.simulation import led_array, reference_object
 from ptycho_app.tiling import (
+    crop_margin,
+    curvature_phase,
     cut_object_tile,
     cut_tile,
     full_field_intensities,
+    illumination_curvature,
+    sample_coordinates,
+    spherical_phase,
     tile_acquisition,
+    tile_frames,
     tile_grid,
 )
 
@@ -107,3 +113,37 @@ def test_tiles_of_a_full_field_match_per_tile_sines():
     far = error((0, 0), acq)
     assert centre < 0.07 and local < 0.075  # measured 0.057, 0.065
     assert far > 1.35 * local  # measured 0.096
+
+
+def test_tile_frames_put_the_tile_inside_an_unmeasured_margin():
+    frames = np.arange(2 * 10 * 10, dtype=np.float32).reshape(2, 10, 10)
+    saturated = frames < 30
+    inner, measured = tile_frames(frames, (2, 3), 4, 2, mask=~saturated)
+    assert inner.shape == measured.shape == (2, 8, 8) and inner.dtype == np.float32
+    np.testing.assert_array_equal(inner[:, 2:6, 2:6], frames[:, 2:6, 3:7])
+    assert not inner[:, :2].any() and not inner[:, :, 6:].any()
+    np.testing.assert_array_equal(measured[:, 2:6, 2:6], ~saturated[:, 2:6, 3:7])
+    assert measured.sum() == 2 * 16 - 4  # values 23-26 (frame 0, the tile's first row) are saturated
+    assert not measured[:, :2].any() and not measured[:, :, 6:].any()
+    np.testing.assert_array_equal(crop_margin(np.ones((16, 16)) * np.arange(16), 4, 2, 2)[0], np.arange(4, 12))
+
+
+def test_curvature_is_the_second_order_term_of_the_spherical_wave():
+    """One LED 2 mm / -8 mm off a tile's centre, 30 mm below: the exact optical path of its spherical
+    wave across a 128 x 128 object tile (spherical_phase), less its value and slope at the centre
+    (the tile model's plane wave), is the curvature phase to 7e-5 rad where it reaches 0.25 rad (the
+    third-order rest, |rho|^3 / R^2)."""
+    tile, upsample, distance = 32, 4, 30e-3
+    led = np.array([[2e-3, -8e-3]])
+    acquisition = Acquisition(frame_size=tile, led_positions=led, led_distance=distance, **OPTICS)
+    rho = sample_coordinates(tile * upsample, acquisition.pixel_size_hr)
+    wavenumber = 2 * np.pi / OPTICS["wavelength"]
+    path = spherical_phase(rho, led[0], distance)  # R(rho) - R(0)
+    slope = -led[0] / np.sqrt((led**2).sum() + distance**2)
+    rest = wavenumber * (path - slope[0] * rho[:, None] - slope[1] * rho[None, :])
+    expected = curvature_phase(acquisition, tile)
+    assert np.abs(expected).max() > 0.2  # measured 0.249
+    assert np.abs(rest - expected).max() < 2e-4  # measured 7.4e-5
+    # the mean over the bright-field LEDs of a centred array is isotropic: H = I / z to first order
+    array = Acquisition(frame_size=tile, led_positions=led_array(3, 1e-3), led_distance=distance, **OPTICS)
+    np.testing.assert_allclose(illumination_curvature(array), np.eye(2) / distance, rtol=3e-3)

@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test bench bench-fp256 bench-real napari clean
+.PHONY: setup demo test bench bench-fp256 bench-tiled bench-real napari clean
 
 setup:
 	VENV=$(VENV) bash scripts/setup.sh
@@ -29,6 +29,12 @@ bench: setup
 bench-fp256: setup
 	$(PY) benchmarks/fp256.py
 	$(PY) benchmarks/overhead.py
+
+# Whole fields of view: tiled accuracy on a simulated 256 x 256 field (about 10 minutes), then tiles per
+# second in process and on a Dask LocalCluster with 1 and 2 workers, at three field sizes (about 8 minutes)
+bench-tiled: setup
+	$(PY) benchmarks/tiled.py
+	$(PY) benchmarks/tiled_dask.py
 
 # The blood smear in ../shared with the defaults
 bench-real: setup

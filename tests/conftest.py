@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from functools import cache
@@ -11,6 +12,12 @@ import pytest
 import torch
 
 from ptycho_app.simulation import default_acquisition, reference_object
+
+# A test run started in the background of a non-interactive shell (``cmd &``, nohup) inherits SIGINT
+# ignored, and so would every subprocess it starts: the Ctrl-C tests would then see no Ctrl-C at all.
+# They test ptycho-app's answer to a terminal's Ctrl-C, so the run gets Python's own handler back.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 #: Fixtures that create a QApplication (pytest-qt, napari): tests using them need a display.
 QT_FIXTURES = frozenset({"qapp", "qtbot", "make_napari_viewer", "make_napari_viewer_proxy"})

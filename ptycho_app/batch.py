@@ -6,10 +6,22 @@ batched solve; each method writes ``<out>/<stem>.<method>.h5`` per input (see
 second Ctrl-C waits for the file being written and stops the rest (:class:`Interrupted` says which
 files were written).  Result files that exist are continued (``resume``) or replaced
 (``overwrite``), never silently; each is locked against other processes while the run lasts.
+
+With a Dask scheduler (``scheduler="local"`` or an address, :mod:`ptycho_app.scheduling`) each
+batched solve is one task (:func:`solve_task`): the worker reads the input files itself (workers
+share the file system with this process), solves and writes its result files atomically into
+``<out>/.ptycho-app-staging/run-*/``; this process, which holds the locks of the result files,
+moves each task's files into place as it completes.  A worker killed mid-task makes Dask run the
+task again; a task whose staged files are complete returns at once.  Ctrl-C keeps the files moved
+into place and cancels the rest: the solves in flight are lost (no last state is written for them).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +38,7 @@ from .io.results import Result, read_result, result_path, write_result
 from .lifting import LiftedFP
 from .physics import band_limit, spectrum_to_object
 from .resources import fp_solve_bytes, require_memory
+from .scheduling import check_scheduler_flags, open_scheduler, run_tasks, set_worker_threads
 from .session import RunOptions, batch_options, problem_history, problem_options, rank_one_residual, run_to_end
 from .solvers import SolverOptions
 
@@ -205,6 +218,54 @@ def check_solve_size(group: list[Input], acquisition, rank: int, run: RunOptions
                    f"{a.grid_size} object grid (upsample {a.upsample})", device=run.torch_device)
 
 
+def solve_label(group: list[Input], methods) -> str:
+    """A batched solve's name in progress lines: ``BM+UDU x3`` or ``BM <stem>``."""
+    inputs = list(dict.fromkeys(item.path for item in group))
+    return "+".join(dict.fromkeys(m.upper() for m in methods)) + (
+        f" x{len(inputs)}" if len(inputs) > 1 else f" {group[0].path.stem}")
+
+
+def solve_results(group: list[Input], options: SolverOptions, out_dir, run: RunOptions, resume=False,
+                  progress=True, on_update=None, label=""):
+    """One batched solve to the end (or Ctrl-C) and its results, written nowhere: the core that
+    :func:`solve_group` (in process) and :func:`solve_task` (a Dask task) share.
+
+    Parameters are :func:`solve_group`'s; ``label`` names the solve's progress bar.
+
+    Returns
+    -------
+    state : SolverState or None
+        The last state (None: Ctrl-C came before the first update).
+    interrupted : bool
+        Ctrl-C stopped the solve.
+    results : list of Result
+        One per problem (empty when ``state`` is None).
+
+    Raises
+    ------
+    InputFileError
+        ``resume`` with an earlier result that does not match (:func:`earlier_results`).
+    """
+    torch_device = run.torch_device
+    acquisition = group[0].measurement.acquisition
+    check_solve_size(group, acquisition, options.rank, run)
+    b = torch.as_tensor(np.stack([item.measurement.intensities() for item in group]))
+    masked = any(item.measurement.saturation_level is not None for item in group)  # saturated pixels left out
+    mask = torch.as_tensor(np.stack([item.measurement.mask() for item in group])) if masked else None
+    operator = LiftedFP(acquisition, device=torch_device, dtype=run.dtype())
+    earlier = earlier_results(group, out_dir, options, operator.n, run.preset) if resume else [None] * len(group)
+    init = None
+    if any(r is not None for r in earlier):
+        init = resume_init(earlier, options, operator.n)
+    state, interrupted = run_to_end(operator, b, options, init=init, progress=progress, label=label,
+                                    on_update=on_update, mask=mask)
+    if state is None:
+        return None, interrupted, []
+    results = results_from_state(state, group, options, earlier, torch_device, run.precision, interrupted,
+                                 run.preset, rank_one_residual(operator, b, state, mask).tolist())
+    return state, interrupted, results
+
+
 def solve_group(group: list[Input], options: SolverOptions, out_dir, run: RunOptions | None = None,
                 resume=False, progress=True, on_update=None, written: list | None = None) -> list[Path]:
     """One batched solve; writes one result file per problem (input and method).
@@ -239,35 +300,20 @@ def solve_group(group: list[Input], options: SolverOptions, out_dir, run: RunOpt
         written, then stops the others).
     """
     run = run or RunOptions()
-    torch_device = run.torch_device
-    acquisition = group[0].measurement.acquisition
-    check_solve_size(group, acquisition, options.rank, run)
-    b = torch.as_tensor(np.stack([item.measurement.intensities() for item in group]))
-    masked = any(item.measurement.saturation_level is not None for item in group)  # saturated pixels left out
-    mask = torch.as_tensor(np.stack([item.measurement.mask() for item in group])) if masked else None
-    operator = LiftedFP(acquisition, device=torch_device, dtype=run.dtype())
-    earlier = earlier_results(group, out_dir, options, operator.n, run.preset) if resume else [None] * len(group)
-    init = None
-    if any(r is not None for r in earlier):
-        init = resume_init(earlier, options, operator.n)
     methods = options.methods(len(group))
-    inputs = list(dict.fromkeys(item.path for item in group))
-    label = "+".join(dict.fromkeys(m.upper() for m in methods)) + (
-        f" x{len(inputs)}" if len(inputs) > 1 else f" {group[0].path.stem}")
+    label = solve_label(group, methods)
     started = time.perf_counter()
     paths = [result_path(out_dir, item.path, method) for item, method in zip(group, methods, strict=True)]
     written = [] if written is None else written
     first, held = len(written), []
     try:
         try:
-            state, interrupted = run_to_end(operator, b, options, init=init, progress=progress, label=label,
-                                            on_update=on_update, mask=mask)
+            state, interrupted, results = solve_results(group, options, out_dir, run, resume, progress, on_update,
+                                                        label)
         except KeyboardInterrupt:  # a second Ctrl-C while the first one was being handled: nothing written
             raise Interrupted([], paths) from None
         if state is None:
             raise Interrupted([], paths)
-        results = results_from_state(state, group, options, earlier, torch_device, run.precision, interrupted,
-                                     run.preset, rank_one_residual(operator, b, state, mask).tolist())
         for path, result in zip(paths, results, strict=True):
             with sigint_deferred() as held:  # a second Ctrl-C waits for the file being written
                 write_result(path, result)
@@ -284,6 +330,129 @@ def solve_group(group: list[Input], options: SolverOptions, out_dir, run: RunOpt
     if interrupted:
         raise Interrupted(mine, [])
     return mine
+
+
+#: In ``--out``: the folder Dask workers write result files into (one ``run-*`` folder per run).
+STAGING_NAME = ".ptycho-app-staging"
+
+
+def task_inputs(problems: list[tuple[str, str]], upsample=None, calibration=None) -> list[Input]:
+    """A task's inputs, read where the task runs: one :class:`Input` per ``(path, sha256)`` problem.
+
+    Raises
+    ------
+    InputFileError
+        For a file whose sha256 is no longer the one the run started with.
+    """
+    read: dict[str, Input] = {}
+    recovered = None
+    for path, sha256 in problems:
+        if path in read:
+            continue
+        if file_sha256(path) != sha256:
+            raise InputFileError(path, "changed since the run started (sha256 differs); run again")
+        measurement = read_measurement(path, upsample=upsample)
+        if calibration is not None:
+            from .calibration.apply import apply_calibration, read_calibration_file
+
+            if recovered is None:
+                recovered = read_calibration_file(calibration)
+            measurement = apply_calibration(measurement, recovered, calibration)
+        read[path] = Input(Path(path), measurement, sha256)
+    return [read[path] for path, _ in problems]
+
+
+def solve_task(problems: list[tuple[str, str]], options: SolverOptions, run: RunOptions, out_dir: str, resume: bool,
+               staging: str, upsample=None, calibration=None) -> dict:
+    """One Dask task: a batched solve of files (:func:`solve_results`), its result files written
+    atomically into ``staging`` (the run's client moves them into ``out_dir``).
+
+    Pure inputs only; the worker reads the files (a shared file system).  A task whose staged files
+    are all there already (Dask's rerun of a task whose worker died after writing them) returns at
+    once, and so does one whose ``staging`` is gone (its run is over).
+
+    Parameters
+    ----------
+    problems : list of (str, str)
+        Each problem's input file and its sha256 (an input appears once per method).
+    options : SolverOptions
+    run : RunOptions
+    out_dir : str
+        Where the results go (``resume`` reads the earlier results there).
+    resume : bool
+    staging : str
+        The run's staging folder.
+    upsample : int, optional
+    calibration : str, optional
+        A result file whose calibration is applied to every input.
+
+    Returns
+    -------
+    dict
+        ``files`` (the staged names, in problem order), ``computed`` (False when they were there),
+        ``iterations`` and ``seconds`` of the solve.
+
+    Raises
+    ------
+    ValueError
+        For an input or earlier result that cannot be used (the message names the file; Dask
+        sends the error to the client).
+    """
+    folder = Path(staging)
+    methods = options.methods(len(problems))
+    names = [result_path(out_dir, path, method).name for (path, _), method in zip(problems, methods, strict=True)]
+    if not folder.is_dir() or all((folder / name).is_file() for name in names):
+        return {"files": names, "computed": False, "iterations": 0, "seconds": 0.0}
+    set_worker_threads()
+    try:
+        group = task_inputs(problems, upsample, calibration)
+        state, interrupted, results = solve_results(group, options, out_dir, run, resume, progress=False)
+        if state is None or interrupted:
+            raise Interrupted([], [])
+        for name, result in zip(names, results, strict=True):
+            write_result(folder / name, result)
+    except (InputFileError, OutputFileError) as error:  # their extra fields do not survive Dask's pickling
+        raise ValueError(str(error)) from None
+    return {"files": names, "computed": True, "iterations": int(state.iteration), "seconds": float(state.elapsed)}
+
+
+def solve_on_dask(solves, out_dir, run: RunOptions, resume, progress, upsample, calibration, written: list,
+                  scheduler: str, workers=None, threads_per_worker=None):
+    """``reconstruct_files``'s batched solves as Dask tasks (:func:`solve_task`); each task's result
+    files moved into ``out_dir`` (whose locks this process holds) as it completes and appended to
+    ``written``.  The run's staging folder is removed at the end, also after Ctrl-C (the solves in
+    flight are lost)."""
+    out_dir = Path(out_dir)
+    root = out_dir / STAGING_NAME
+    root.mkdir(exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix="run-", dir=root))  # this run's own: never another run's files
+    tasks, targets, labels = [], [], []
+    for problems, solve_options in solves:
+        methods = solve_options.methods(len(problems))
+        tasks.append(([(str(item.path), item.sha256) for item in problems], solve_options, run, str(out_dir), resume,
+                      str(staging), upsample, None if calibration is None else str(calibration)))
+        targets.append([result_path(out_dir, item.path, method) for item, method in zip(problems, methods,
+                                                                                          strict=True)])
+        labels.append(solve_label(problems, methods))
+
+    def place(k, outcome):
+        for target in targets[k]:
+            with sigint_deferred():  # a file moved is a file recorded as written
+                os.replace(staging / target.name, target)
+                written.append(target)
+        if progress:
+            iterations = outcome["iterations"]
+            speed = (f"{iterations} iterations, {outcome['seconds'] / max(iterations, 1) * 1e3:.2f} ms/iteration on a "
+                     "Dask worker") if outcome["computed"] else "solved before its worker restarted"
+            tqdm.write(f"{labels[k]}: {speed}; wrote {', '.join(t.name for t in targets[k])}")
+
+    try:
+        with open_scheduler(scheduler, workers, threads_per_worker) as client:
+            run_tasks(solve_task, tasks, client, progress, desc="batched solves", on_done=place)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        with contextlib.suppress(OSError):  # unless another run stages there now
+            root.rmdir()
 
 
 def result_bytes(item: Input, options: SolverOptions, run: RunOptions) -> int:
@@ -303,7 +472,7 @@ def check_outputs_fit(planned: list[Path], sizes: list[int], out_dir):
 
 def reconstruct_files(paths, run: RunOptions | None = None, out_dir="results", resume=False, progress=True,
                       on_update=None, batch_size=16, upsample=None, overwrite=False, calibration=None,
-                      **options) -> list[Path]:
+                      scheduler="none", workers=None, threads_per_worker=None, **options) -> list[Path]:
     """Reconstruct measurement files with BM, UDU or both (see :func:`solve_group`).
 
     Inputs with the same acquisition are solved together, up to ``batch_size`` problems (input x
@@ -315,7 +484,10 @@ def reconstruct_files(paths, run: RunOptions | None = None, out_dir="results", r
     (replace them); each is locked against other processes for the whole run.  ``calibration``
     (optional): a result file whose ``calibration`` group is applied to every input
     (:func:`~ptycho_app.calibration.apply.apply_calibration`: its pupil, direction sines and brightness).
-    Returns the result files written, in order.
+    ``scheduler`` (``none``, ``local`` or a Dask scheduler's address, with ``workers`` and
+    ``threads_per_worker`` for ``local``; :func:`~ptycho_app.scheduling.open_scheduler`) runs each
+    batched solve as a Dask task (:func:`solve_task`; ``on_update`` is not called there).
+    Returns the result files written, in order (completion order on Dask).
 
     Raises
     ------
@@ -331,6 +503,7 @@ def reconstruct_files(paths, run: RunOptions | None = None, out_dir="results", r
         raise ValueError(f"--upsample must be a positive integer, got {upsample}")
     if resume and overwrite:
         raise ValueError("give --resume or --overwrite, not both")
+    check_scheduler_flags(scheduler, workers, threads_per_worker)
     methods = run.methods()
     base_seed = int(options.pop("seed", None) or 0)
     batch_options(methods, run.preset, (base_seed,), **options)  # check the options before reading any file
@@ -359,11 +532,16 @@ def reconstruct_files(paths, run: RunOptions | None = None, out_dir="results", r
     with claimed_outputs(planned, [item.path for item in inputs], overwrite or resume, hint):
         check_outputs_fit(planned, sizes, out_dir)
         try:
-            for problems, solve_options in solves:
-                names = list(dict.fromkeys(item.path.name for item in problems))
-                if progress and len(names) > 1:
-                    tqdm.write(f"solving {len(names)} inputs with the same acquisition together: {', '.join(names)}")
-                solve_group(problems, solve_options, out_dir, run, resume, progress, on_update, written)
+            if scheduler != "none":
+                solve_on_dask(solves, out_dir, run, resume, progress, upsample, calibration, written, scheduler,
+                              workers, threads_per_worker)
+            else:
+                for problems, solve_options in solves:
+                    names = list(dict.fromkeys(item.path.name for item in problems))
+                    if progress and len(names) > 1:
+                        tqdm.write(f"solving {len(names)} inputs with the same acquisition together: "
+                                   f"{', '.join(names)}")
+                    solve_group(problems, solve_options, out_dir, run, resume, progress, on_update, written)
         except KeyboardInterrupt as stop:
             raise Interrupted(written, [p for p in planned if p not in written], getattr(stop, "held", None)) from None
         except OutputFileError as error:

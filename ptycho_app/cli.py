@@ -268,11 +268,13 @@ def get_parser() -> argparse.ArgumentParser:
                        "the light that enters the tile from outside, so the FFT's wrap does not distort the tile "
                        f"(with --tile; default {TILE_MARGIN}; 0: none; docs/tiling.md)")
     tiles.add_argument("--scheduler", default="none", metavar="none|local|ADDRESS",
-                       help="where the tiles' batched solves run: none (this process), local (a Dask LocalCluster of "
-                       "worker processes on this machine) or the address of a running Dask scheduler "
-                       "(tcp://host:8786, e.g. from dask-jobqueue on SLURM or PBS). Finished tiles are kept in "
-                       "<out>/<stem>.tiles/ until the stitched results are written, so an interrupted run continues "
-                       "with --resume (default: %(default)s)")
+                       help="where the batched solves (of files, or of tiles with --tile) run: none (this process), "
+                       "local (a Dask LocalCluster of worker processes on this machine) or the address of a running "
+                       "Dask scheduler (tcp://host:8786, e.g. from dask-jobqueue on SLURM or PBS; its workers must "
+                       "see the input and --out folders at the same paths). Files: each result file is in place as "
+                       "soon as its solve ends; Ctrl-C keeps those and loses the solves in flight (no last state is "
+                       "written for them). Tiles: finished tiles are kept in <out>/<stem>.tiles/ until the stitched "
+                       "results are written, so an interrupted run continues with --resume (default: %(default)s)")
     tiles.add_argument("--workers", type=int, metavar="N",
                        help="--scheduler local: worker processes (default: Dask's choice from the CPU count)")
     tiles.add_argument("--threads-per-worker", type=int, metavar="M",
@@ -566,9 +568,7 @@ def run_reconstruct(args):
     from .batch import reconstruct_files
 
     for flag, given in (("--overlap", args.overlap is not None), ("--tile-margin", args.tile_margin is not None),
-                        ("--scheduler", args.scheduler != "none"),
-                        ("--workers", args.workers is not None), ("--keep-tiles", args.keep_tiles),
-                        ("--threads-per-worker", args.threads_per_worker is not None)):
+                        ("--keep-tiles", args.keep_tiles)):
         if args.tile is None and given:
             raise ValueError(f"{flag} needs --tile")
     if args.tile is not None:
@@ -577,7 +577,8 @@ def run_reconstruct(args):
     options = solver_overrides(args)
     written = reconstruct_files(args.inputs, run=run_options(args), out_dir=out, resume=args.resume,
                                 progress=not args.no_progress, batch_size=args.batch_size, upsample=args.upsample,
-                                overwrite=args.overwrite, calibration=args.calibration, **options)
+                                overwrite=args.overwrite, calibration=args.calibration, scheduler=args.scheduler,
+                                workers=args.workers, threads_per_worker=args.threads_per_worker, **options)
     print(f"wrote {len(written)} result file(s) to {out}; look at them with: ptycho-app compare "
           + " ".join(str(p) for p in written[:4]) + (" ..." if len(written) > 4 else ""))
 

@@ -102,7 +102,8 @@ def test_tile_maps():
                                           (["--tile", "32", "--overlap", "32"], "--overlap"),
                                           (["--overlap", "8"], "--overlap"),
                                           (["--tile", "32", "--calibration", "c.h5"], "--calibration"),
-                                          (["--scheduler", "local"], "--scheduler"),
+                                          (["--tile-margin", "8"], "--tile-margin"),
+                                          (["--tile", "32", "--tile-margin", "-1"], "--tile-margin"),
                                           (["--tile", "32", "--workers", "2"], "--workers")])
 def test_tiled_refusals(tmp_path, capsys, flags, named):
     path = tmp_path / "m.h5"

@@ -89,10 +89,13 @@ class Interrupted(KeyboardInterrupt):
     written, not_written : list of Path
     held : Path or None
         The file whose write a second Ctrl-C waited for (it is complete).
+    hint : str
+        How to continue, said when something was written (``--resume``; with several inputs
+        ``--resume --skip-finished``, which leaves the inputs already finished alone).
     """
 
-    def __init__(self, written, not_written, held=None):
-        self.written, self.not_written, self.held = list(written), list(not_written), held
+    def __init__(self, written, not_written, held=None, hint="--resume"):
+        self.written, self.not_written, self.held, self.hint = list(written), list(not_written), held, hint
         super().__init__(self.message())
 
     def message(self) -> str:
@@ -103,7 +106,7 @@ class Interrupted(KeyboardInterrupt):
         if self.held is not None:
             parts.append(f"a second Ctrl-C waited until {self.held} was complete")
         text = "interrupted: " + "; ".join(parts)
-        return text + " (continue with --resume)" if self.written else text
+        return text + f" (continue with {self.hint})" if self.written else text
 
 
 def earlier_results(group: list[Input], out_dir, options: SolverOptions, n: int,
@@ -145,6 +148,28 @@ def earlier_results(group: list[Input], out_dir, options: SolverOptions, n: int,
                                      f"(this run asks for {new})", field=key)
         earlier.append(result)
     return earlier
+
+
+def finished_results(item: Input, methods, out_dir, options: SolverOptions, preset: str | None = None) -> bool:
+    """Whether every method's result file of ``item`` is in ``out_dir`` and complete (not interrupted).
+
+    Parameters
+    ----------
+    item : Input
+    methods : tuple of str
+    out_dir : Path
+    options : SolverOptions
+        The options ``item`` would be solved with (one problem per method).
+    preset : str, optional
+
+    Raises
+    ------
+    InputFileError
+        For a result of another input or other options (as :func:`earlier_results`).
+    """
+    group = [item] * len(methods)
+    earlier = earlier_results(group, out_dir, options, item.measurement.acquisition.grid_size**2, preset)
+    return all(result is not None and not result.attrs.get("interrupted", False) for result in earlier)
 
 
 def resume_init(earlier: list[Result | None], options: SolverOptions, n: int):
@@ -472,7 +497,8 @@ def check_outputs_fit(planned: list[Path], sizes: list[int], out_dir):
 
 def reconstruct_files(paths, run: RunOptions | None = None, out_dir="results", resume=False, progress=True,
                       on_update=None, batch_size=16, upsample=None, overwrite=False, calibration=None,
-                      scheduler="none", workers=None, threads_per_worker=None, **options) -> list[Path]:
+                      scheduler="none", workers=None, threads_per_worker=None, skip_finished=False,
+                      **options) -> list[Path]:
     """Reconstruct measurement files with BM, UDU or both (see :func:`solve_group`).
 
     Inputs with the same acquisition are solved together, up to ``batch_size`` problems (input x
@@ -487,6 +513,9 @@ def reconstruct_files(paths, run: RunOptions | None = None, out_dir="results", r
     ``scheduler`` (``none``, ``local`` or a Dask scheduler's address, with ``workers`` and
     ``threads_per_worker`` for ``local``; :func:`~ptycho_app.scheduling.open_scheduler`) runs each
     batched solve as a Dask task (:func:`solve_task`; ``on_update`` is not called there).
+    ``skip_finished`` leaves out the inputs whose result files are all complete (not interrupted) and
+    from this input and these options (:func:`finished_results`; another input's or options' are
+    refused): with ``resume``, what an interrupted or killed run of many inputs left is finished.
     Returns the result files written, in order (completion order on Dask).
 
     Raises
@@ -514,7 +543,15 @@ def reconstruct_files(paths, run: RunOptions | None = None, out_dir="results", r
         recovered = read_calibration_file(calibration)
         inputs = [Input(item.path, apply_calibration(item.measurement, recovered, calibration), item.sha256)
                   for item in inputs]
-    position = {item.path: k for k, item in enumerate(inputs)}
+    position = {item.path: k for k, item in enumerate(inputs)}  # seeds follow the inputs as given
+    if skip_finished:
+        done = [item for item in inputs if finished_results(
+            item, methods, out_dir, batch_options(methods, run.preset, (base_seed + position[item.path],), **options),
+            run.preset)]
+        inputs = [item for item in inputs if item not in done]
+        if done:  # said also without progress: these inputs are not solved
+            tqdm.write(f"skipped {len(done)} finished input(s): {', '.join(item.path.name for item in done)}")
+    continue_with = "--resume --skip-finished" if len(position) > 1 else "--resume"
     solves = []  # (problems, options) of each batched solve
     for group in group_by_acquisition(inputs):
         per_solve = max(1, batch_size // len(methods))  # --batch-size counts problems (input x method)
@@ -543,7 +580,8 @@ def reconstruct_files(paths, run: RunOptions | None = None, out_dir="results", r
                                    f"{', '.join(names)}")
                     solve_group(problems, solve_options, out_dir, run, resume, progress, on_update, written)
         except KeyboardInterrupt as stop:
-            raise Interrupted(written, [p for p in planned if p not in written], getattr(stop, "held", None)) from None
+            raise Interrupted(written, [p for p in planned if p not in written], getattr(stop, "held", None),
+                              continue_with) from None
         except OutputFileError as error:
             if not written:
                 raise

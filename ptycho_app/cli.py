@@ -253,6 +253,10 @@ def get_parser() -> argparse.ArgumentParser:
     rec.add_argument("--resume", action="store_true",
                      help="continue from the result files already in --out (--iters more iterations); with --tile: "
                      "solve only the tiles missing from <out>/<stem>.tiles/ (same input and options needed)")
+    rec.add_argument("--skip-finished", action="store_true",
+                     help="leave out the inputs whose result files in --out are all complete (same input and options; "
+                     "an interrupted one is not complete): with --resume, finishes what an interrupted run of many "
+                     "inputs left, without more iterations on the finished ones")
     rec.add_argument("--overwrite", action="store_true",
                      help="replace result files already in --out (refused otherwise: use --resume or another --out)")
     rec.add_argument("--calibration", metavar="RESULT",
@@ -578,7 +582,8 @@ def run_reconstruct(args):
     written = reconstruct_files(args.inputs, run=run_options(args), out_dir=out, resume=args.resume,
                                 progress=not args.no_progress, batch_size=args.batch_size, upsample=args.upsample,
                                 overwrite=args.overwrite, calibration=args.calibration, scheduler=args.scheduler,
-                                workers=args.workers, threads_per_worker=args.threads_per_worker, **options)
+                                workers=args.workers, threads_per_worker=args.threads_per_worker,
+                                skip_finished=args.skip_finished, **options)
     print(f"wrote {len(written)} result file(s) to {out}; look at them with: ptycho-app compare "
           + " ".join(str(p) for p in written[:4]) + (" ..." if len(written) > 4 else ""))
 
@@ -589,6 +594,9 @@ def run_reconstruct_tiled(args):
 
     if args.calibration is not None:
         raise ValueError("--calibration is not supported with --tile yet")
+    if args.skip_finished:
+        raise ValueError("--skip-finished is for many inputs; with --tile, --resume already solves only the tiles "
+                         "missing")
     overlap = args.tile // 4 if args.overlap is None else args.overlap
     out = prepare_output_folder(args.out)
     written = reconstruct_files_tiled(args.inputs, args.tile, overlap, run=run_options(args), out_dir=out,

@@ -125,3 +125,31 @@ def test_resume_on_dask_equals_resume_in_process(inputs, tmp_path, capsys):
     assert {name: (dask / name).read_bytes() for name in NAMES} == before  # nothing replaced
     assert main(["reconstruct", *paths, *more, "--scheduler", "local", "--workers", "2", "--out", str(dask)]) == 0
     assert_same_results(dask, in_process, iterations=140)
+
+
+def test_resume_skip_finished_solves_only_what_a_run_left(inputs, tmp_path, capsys):
+    """What an interrupted run of many inputs leaves: in1 finished, in2's results missing, in3's BM
+    result marked interrupted.  ``--resume --skip-finished`` on Dask leaves in1's files untouched,
+    solves in2 from the start and continues in3 (both methods, one batched solve)."""
+    paths, reference = inputs
+    out = tmp_path / "out"
+    shutil.copytree(reference, out)
+    for name in ("in2.bm.h5", "in2.udu.h5"):
+        (out / name).unlink()
+    import h5py
+
+    with h5py.File(out / "in3.bm.h5", "r+") as f:
+        f.attrs["interrupted"] = True
+    before = {name: (out / name).stat().st_mtime_ns for name in ("in1.bm.h5", "in1.udu.h5")}
+    assert main(["reconstruct", *paths, *SOLVE, "--resume", "--skip-finished", "--scheduler", "local",
+                 "--workers", "1", "--out", str(out)]) == 0
+    assert {name: (out / name).stat().st_mtime_ns for name in before} == before  # in1 left alone
+    for name in ("in2.bm.h5", "in2.udu.h5"):  # solved from the start: the reference's
+        got, want = read_result(out / name), read_result(reference / name)
+        assert got.iterations == 100 and relative(got.object, want.object) < 1e-10
+    assert read_result(out / "in3.bm.h5").iterations == 200  # continued: 100 more
+    assert read_result(out / "in3.udu.h5").iterations == 200  # an input not finished continues all its methods
+    assert "skipped 1 finished input(s): in1.h5" in capsys.readouterr().out
+    # another run's options: refused, naming the file and the flag
+    assert main(["reconstruct", *paths, *SOLVE, "--rank", "2", "--skip-finished", "--out", str(out)]) == 2
+    assert "--rank" in capsys.readouterr().err

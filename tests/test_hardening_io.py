@@ -238,7 +238,7 @@ def check_interrupt_message(line: str, out: Path, planned: set[Path]):
     """The message lists every planned file once, as written or not written, as the disk has them."""
     match = re.fullmatch(r"ptycho-app reconstruct: interrupted: (?:wrote (?P<wrote>[^;(]+?)|nothing written)"
                          r"(?:; not written: (?P<missing>[^;(]+?))?(?:; a second Ctrl-C waited until (?P<held>\S+) "
-                         r"was complete)?(?: \(continue with --resume\))?", line)
+                         r"was complete)?(?: \(continue with --resume(?: --skip-finished)?\))?", line)
     assert match, line
     written, missing = files_named(match["wrote"] or ""), files_named(match["missing"] or "")
     assert set(written) | set(missing) == planned and not set(written) & set(missing)
@@ -339,7 +339,7 @@ def test_ctrl_c_in_a_later_solve_names_the_earlier_solves_files(tmp_path, monkey
     out = tmp_path / "r"
     assert reconstruct(a, d, "--method", "bm", "--iters", "5", "--out", out) == 130
     assert one_line(capsys) == (f"ptycho-app reconstruct: interrupted: wrote {out / 'a.bm.h5'}; not written: "
-                                f"{out / 'd.bm.h5'} (continue with --resume)")
+                                f"{out / 'd.bm.h5'} (continue with --resume --skip-finished)")
 
 
 def test_sigint_deferred_holds_ctrl_c_until_the_block_ends():

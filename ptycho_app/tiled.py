@@ -203,7 +203,7 @@ def group_tiles(tiles: list[Tile], per_solve: int) -> list[list[Tile]]:
 
 
 def solve_tiles(chunk: list[Tile], methods, run: RunOptions, base_seed: int, overrides: dict,
-                item: Input) -> dict[tuple[str, int], TileSolution]:
+                item: Input, stop=None) -> dict[tuple[str, int], TileSolution]:
     """One batched solve of tiles sharing an acquisition, every method side by side.
 
     Parameters
@@ -217,6 +217,8 @@ def solve_tiles(chunk: list[Tile], methods, run: RunOptions, base_seed: int, ove
         :class:`~ptycho_app.solvers.SolverOptions` fields over the preset's.
     item : Input
         The measurement file (for the size check's message).
+    stop : threading.Event, optional
+        Set from another thread (napari's Stop): the solve ends at its next update as after Ctrl-C.
 
     Returns
     -------
@@ -226,7 +228,7 @@ def solve_tiles(chunk: list[Tile], methods, run: RunOptions, base_seed: int, ove
     Raises
     ------
     Interrupted
-        After Ctrl-C (this solve's tiles are lost).
+        After Ctrl-C or ``stop`` (this solve's tiles are lost).
     """
     options = batch_options(methods, run.preset, tuple(base_seed + t.index for t in chunk), **overrides)
     problems = [t for _ in methods for t in chunk]
@@ -235,7 +237,11 @@ def solve_tiles(chunk: list[Tile], methods, run: RunOptions, base_seed: int, ove
     b = torch.as_tensor(np.stack([t.frames for t in problems]))
     mask = torch.as_tensor(np.stack([t.mask for t in problems])) if chunk[0].mask is not None else None
     operator = LiftedFP(acquisition, device=run.torch_device, dtype=run.dtype())
-    state, interrupted = run_to_end(operator, b, options, progress=False, mask=mask)
+    def stop_when_asked(_state):
+        if stop is not None and stop.is_set():
+            raise KeyboardInterrupt  # run_to_end's way out: the solve ends as after Ctrl-C
+
+    state, interrupted = run_to_end(operator, b, options, progress=False, mask=mask, on_update=stop_when_asked)
     if state is None or interrupted:
         raise Interrupted([], [])
     values, vectors = factor_eigh(state.U.to(torch.complex128), state.physical_weights().to(torch.float64))
@@ -257,7 +263,7 @@ def solve_tiles(chunk: list[Tile], methods, run: RunOptions, base_seed: int, ove
 
 
 def solve_and_store(chunk: list[Tile], methods, run: RunOptions, base_seed: int, overrides: dict, path: str,
-                    folder: str) -> tuple[list[int], bool]:
+                    folder: str, stop=None) -> tuple[list[int], bool]:
     """One task: :func:`solve_tiles` of ``chunk``, each tile written into the tile store ``folder``.
 
     Pure inputs only (runs on a Dask worker as well as in process; torch's threads there are the
@@ -274,6 +280,8 @@ def solve_and_store(chunk: list[Tile], methods, run: RunOptions, base_seed: int,
         The input file (named in messages).
     folder : str
         The tile store (:class:`~ptycho_app.tile_store.TileStore`).
+    stop : threading.Event, optional
+        In process only: ends the solve at its next update (:func:`solve_tiles`).
 
     Returns
     -------
@@ -287,7 +295,7 @@ def solve_and_store(chunk: list[Tile], methods, run: RunOptions, base_seed: int,
     if store.finished(indices):
         return indices, False
     set_worker_threads()
-    solutions = solve_tiles(chunk, methods, run, base_seed, overrides, Input(Path(path), None, ""))
+    solutions = solve_tiles(chunk, methods, run, base_seed, overrides, Input(Path(path), None, ""), stop)
     for tile in chunk:
         store.write_tile(tile.index, {method: asdict(solutions[(method, tile.index)]) for method in methods})
     store.log_task(indices)
@@ -395,7 +403,7 @@ def tiled_result(item: Input, solutions: list[TileSolution], corners, tile: int,
 
 def reconstruct_tiled(item: Input, tile: int, overlap: int, run: RunOptions, base_seed: int, overrides: dict,
                       batch_size: int = 16, progress: bool = True, on_tiles=None, store: TileStore | None = None,
-                      client=None, margin: int = TILE_MARGIN) -> dict[str, Result]:
+                      client=None, margin: int = TILE_MARGIN, stop=None) -> dict[str, Result]:
     """Solve every tile of one input with every method of ``run`` and stitch.
 
     Parameters
@@ -424,6 +432,10 @@ def reconstruct_tiled(item: Input, tile: int, overlap: int, run: RunOptions, bas
     margin : int
         Unmeasured camera pixels around each tile's model (``--tile-margin``,
         :func:`~ptycho_app.tiling.tile_frames`).
+    stop : threading.Event, optional
+        In process (no ``client``): setting it from another thread ends the batched solve in progress
+        at its next update, as Ctrl-C does (:class:`~ptycho_app.batch.Interrupted` is raised; the
+        tiles already stored stay).
 
     Returns
     -------
@@ -451,7 +463,8 @@ def reconstruct_tiled(item: Input, tile: int, overlap: int, run: RunOptions, bas
                 collect(chunk)
             else:
                 todo.append(chunk)
-        tasks = [(chunk, methods, run, base_seed, overrides, str(item.path), str(store.folder)) for chunk in todo]
+        tasks = [(chunk, methods, run, base_seed, overrides, str(item.path), str(store.folder))
+                 + ((stop,) if stop is not None and client is None else ()) for chunk in todo]
         run_tasks(solve_and_store, tasks, client, progress, desc=f"tiles {item.path.stem}",
                   on_done=lambda k, _: collect(todo[k]))
     return {method: tiled_result(item, [solutions[(method, t.index)] for t in tiles], corners, int(tile),

@@ -66,8 +66,8 @@ def test_local_cluster_matches_in_process_and_survives_a_killed_worker(field, tm
 
         original = tiled.solve_tiles
 
-        def solve_then_die(chunk, methods, run, base_seed, overrides, item):
-            solutions = original(chunk, methods, run, base_seed, overrides, item)
+        def solve_then_die(chunk, methods, run, base_seed, overrides, item, stop=None):
+            solutions = original(chunk, methods, run, base_seed, overrides, item, stop)
             folder = store_folder(marker.parent / "killed-run", item.path)
             if any(folder.glob("tile-*.npz")):
                 try:

@@ -111,7 +111,7 @@ def test_widget_fills_the_mosaic_tile_by_tile_then_shows_the_stitched_result(fie
     imsave(SCREENSHOT, image, check_contrast=False)
     assert image[..., :3].std() > 20
 
-    # Stop: a long tiled run ends after the batch being solved; its mosaic stays, nothing to save
+    # Stop: a long tiled run ends at the batched solve's next update; its mosaic stays, nothing to save
     form.max_iters.value = 400  # about 0.5 s a tile
     widget.run()
     qtbot.waitUntil(lambda: widget.mosaic_updates >= 1, timeout=60_000)

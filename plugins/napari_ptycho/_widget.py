@@ -11,7 +11,8 @@ A "tile" above 0 runs a tiled reconstruction of a full-field measurement instead
 (:func:`ptycho_app.tiled.reconstruct_tiled`, as ``reconstruct --tile T --overlap V``): a mosaic per
 method fills in as each batched solve of tiles finishes (each tile pasted with its global phase
 matched to the tiles already there), and the stitched result replaces it at the end, with its
-per-tile maps (as the reader shows them).  Stop ends a tiled run after the batch being solved.
+per-tile maps (as the reader shows them).  Stop ends a tiled run at the batched solve's next update
+(the tiles it was solving are lost; the mosaic of those finished stays).
 """
 
 from __future__ import annotations
@@ -226,7 +227,7 @@ def tiled_reconstruction(measurement, name, tile, overlap, stop, method="both", 
     def solve():
         try:
             messages.put(("done", reconstruct_tiled(item, tile, overlap, run, int(seed or 0), options,
-                                                    progress=False, on_tiles=on_tiles)))
+                                                    progress=False, on_tiles=on_tiles, stop=stop)))
         except (TilingStopped, Interrupted):
             messages.put(("stopped", None))
         except BaseException as error:  # noqa: BLE001 (handed to the worker, which reports it)
@@ -428,13 +429,14 @@ class ReconstructionWidget(QWidget):
     def stop(self):
         """End the run at the next update (between iterations); the last state stays and can be saved.
 
-        A tiled run ends after the batch of tiles being solved; its mosaic stays (nothing to save)."""
+        A tiled run ends at the next update of the batched solve in progress (its tiles are lost); the
+        mosaic of the tiles finished stays (nothing to save)."""
         if self.worker is None:
             return
         self.outcome = "stopped"
         if self.stop_event is not None:
             self.stop_event.set()  # the generator returns once the solver thread has stopped
-            self.status.value = "stopping after the tiles being solved..."
+            self.status.value = "stopping at the next update..."
         else:
             self.worker.quit()
             self.status.value = "stopping at the next update..."

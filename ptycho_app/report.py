@@ -270,6 +270,24 @@ def options_summary(attrs: dict) -> str:
                      if attrs.get(name) is not None)
 
 
+def tiled_lines(result: Result) -> list[str]:
+    """``info`` lines of a tiled result: its tiles, and the spread of the per-tile maps (none otherwise)."""
+    if not result.attrs.get("tiled") or result.tile_corners is None:
+        return []
+    a = result.attrs
+    lines = [f"  tiled:         {len(result.tile_corners)} tiles of {a.get('tile')} camera pixels "
+             f"({a.get('tile_rows')} x {a.get('tile_cols')}), overlap {a.get('overlap')}, margin "
+             f"{a.get('tile_margin', 0)}; the eigenvalues, loss and residual above are the first tile's"]
+    ratio = result.lambda_ratio
+    if ratio is not None and np.isfinite(ratio).any():
+        lines.append(f"  tiles:         lambda_2 / lambda_1 from {np.nanmin(ratio):.2e} to {np.nanmax(ratio):.2e} "
+                     f"(median {np.nanmedian(ratio):.2e}; maps/lambda_ratio)")
+    if result.residual_map is not None:
+        lines.append(f"  tiles:         relative residual from {result.residual_map.min():.3g} to "
+                     f"{result.residual_map.max():.3g} (maps/residual)")
+    return lines
+
+
 def describe_result(result: Result) -> str:
     a = result.attrs
     values = result.spectral_values
@@ -292,6 +310,7 @@ def describe_result(result: Result) -> str:
         f"  numerical rank {metrics['numerical_rank']} (tolerance {RANK_TOLERANCE:g})",
     ]
     lines += calibration_lines(result.calibration)
+    lines += tiled_lines(result)
     if result.object is not None:
         lines.append(f"  object:        {result.object.shape[0]} x {result.object.shape[1]} complex, "
                      f"pixel {float(a.get('pixel_size', 0)) * 1e6:.4g} um")

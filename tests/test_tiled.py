@@ -72,6 +72,21 @@ def test_tiled_reconstruct_stitches_the_full_field(field_file, tmp_path):
     assert seams < 1.5 * interiors  # measured 0.083 and 0.094
 
 
+def test_info_describes_a_tiled_result(field_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["reconstruct", str(field_file), "--tile", str(TILE), "--overlap", str(OVERLAP), "--method", "udu",
+                 "--rank", "2", "--iters", "20", "--out", str(out), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["info", str(out / "field.udu.h5")]) == 0
+    text = capsys.readouterr().out
+    result = read_result(out / "field.udu.h5")
+    assert "9 tiles of 32 camera pixels (3 x 3), overlap 8, margin 16; the eigenvalues" in text
+    ratio = result.lambda_ratio
+    assert f"lambda_2 / lambda_1 from {ratio.min():.2e} to {ratio.max():.2e}" in text
+    residual = result.residual_map
+    assert f"relative residual from {residual.min():.3g} to {residual.max():.3g}" in text
+
+
 def test_tiles_with_identical_windows_share_a_solve(tmp_path):
     near = read_measurement_of(tmp_path / "near.h5", field_acquisition())
     far = read_measurement_of(tmp_path / "far.h5", field_acquisition(distance=1e3, subpixel=False))

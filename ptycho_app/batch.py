@@ -370,21 +370,26 @@ def task_inputs(problems: list[tuple[str, str]], upsample=None, calibration=None
         For a file whose sha256 is no longer the one the run started with.
     """
     read: dict[str, Input] = {}
-    recovered = None
     for path, sha256 in problems:
         if path in read:
             continue
         if file_sha256(path) != sha256:
             raise InputFileError(path, "changed since the run started (sha256 differs); run again")
-        measurement = read_measurement(path, upsample=upsample)
-        if calibration is not None:
-            from .calibration.apply import apply_calibration, read_calibration_file
-
-            if recovered is None:
-                recovered = read_calibration_file(calibration)
-            measurement = apply_calibration(measurement, recovered, calibration)
-        read[path] = Input(Path(path), measurement, sha256)
+        read[path] = Input(Path(path), read_measurement(path, upsample=upsample), sha256)
+    read = dict(zip(read, calibrated(list(read.values()), calibration), strict=True))
     return [read[path] for path, _ in problems]
+
+
+def calibrated(inputs: list[Input], calibration=None) -> list[Input]:
+    """``inputs`` with the calibration recovered in the result file ``calibration`` applied
+    (:func:`~ptycho_app.calibration.apply.apply_calibration`); unchanged when it is None."""
+    if calibration is None:
+        return inputs
+    from .calibration.apply import apply_calibration, read_calibration_file
+
+    recovered = read_calibration_file(calibration)
+    return [Input(item.path, apply_calibration(item.measurement, recovered, calibration), item.sha256)
+            for item in inputs]
 
 
 def solve_task(problems: list[tuple[str, str]], options: SolverOptions, run: RunOptions, out_dir: str, resume: bool,
@@ -536,13 +541,7 @@ def reconstruct_files(paths, run: RunOptions | None = None, out_dir="results", r
     methods = run.methods()
     base_seed = int(options.pop("seed", None) or 0)
     batch_options(methods, run.preset, (base_seed,), **options)  # check the options before reading any file
-    inputs = load_inputs(paths, upsample)
-    if calibration is not None:
-        from .calibration.apply import apply_calibration, read_calibration_file
-
-        recovered = read_calibration_file(calibration)
-        inputs = [Input(item.path, apply_calibration(item.measurement, recovered, calibration), item.sha256)
-                  for item in inputs]
+    inputs = calibrated(load_inputs(paths, upsample), calibration)
     position = {item.path: k for k, item in enumerate(inputs)}  # seeds follow the inputs as given
     if skip_finished:
         done = [item for item in inputs if finished_results(

@@ -216,6 +216,7 @@ def iterate(operator: LiftedOperator, b: torch.Tensor, options: SolverOptions, i
         raise ValueError(f"the {options.loss} loss needs non-negative measurements (intensities); "
                          "use the intensity loss for signed data")
     batch = b.shape[0]
+    used = None
     if mask is None:
         tau, intensity_curvature, top_vector = problem_scale(operator, b, return_vector=True)
     else:  # the scale from the measurements used; the unused ones' share of X's trace assumed as large
@@ -224,7 +225,7 @@ def iterate(operator: LiftedOperator, b: torch.Tensor, options: SolverOptions, i
         fraction = used.flatten(1).mean(dim=1).clamp_min(torch.finfo(b.dtype).tiny)
         tau, intensity_curvature = tau / fraction, intensity_curvature * fraction
     b_normalized = b / tau.reshape(-1, *[1] * (b.dim() - 1))
-    loss = make_loss(options.loss).bind(b_normalized, mask=None if mask is None else torch.as_tensor(mask).to(device))
+    loss = make_loss(options.loss).bind(b_normalized, mask=used)
     calibration = calibration_step(operator, options)  # pupil recovery / LED calibration (None: off)
     if calibration is not None:  # resets the operator's pupils to the model's
         calibration.start(b_normalized, loss)

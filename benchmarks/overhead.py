@@ -79,6 +79,10 @@ def main(argv=None):
                         help="iterations run before the timed ones, a multiple of --iterations (0: time the first "
                              "ones, which include the fast preset's per-iteration check for the end of the start's "
                              "plateau; 100: steady state); results go to overhead-<device>-from<skip>.*")
+    parser.add_argument("--ranks", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--methods", nargs="+", default=["bm", "udu"], choices=["bm", "udu"])
+    parser.add_argument("--out", default=None, help="result stem under benchmarks/results (default: "
+                        "overhead-<device>[-from<skip>]; a subset of ranks or methods should name its own)")
     args = parser.parse_args(argv)
     if args.skip % args.iterations:
         parser.error("--skip must be a multiple of --iterations (the solver yields every --iterations)")
@@ -90,8 +94,8 @@ def main(argv=None):
                        check=True, capture_output=True)
         try:
             rows = []
-            for rank in (1, 8):
-                for method in ("bm", "udu"):
+            for rank in args.ranks:
+                for method in args.methods:
                     common = {"method": method, "rank": rank, "iterations": args.iterations,
                               "repeats": args.repeats, "device": args.device, "skip": args.skip}
                     runs = {"baseline": [], "paper": [], "fast": []}
@@ -114,7 +118,7 @@ def main(argv=None):
                "threads": torch.get_num_threads(), "baseline": args.baseline, "device": args.device,
                "iterations": args.iterations, "repeats": args.repeats, "rounds": args.rounds, "skip": args.skip}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = RESULTS / (f"overhead-{args.device}" + (f"-from{args.skip}" if args.skip else ""))
+    stem = RESULTS / (args.out or f"overhead-{args.device}" + (f"-from{args.skip}" if args.skip else ""))
     stem.with_suffix(".json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
     lines = [f"# Seconds per FP-256 iteration: this checkout vs {args.baseline} ({args.device})", "",
              f"Fastest of {args.rounds} alternating rounds, each the median of {args.repeats} runs of "

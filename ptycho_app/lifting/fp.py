@@ -238,12 +238,15 @@ class LiftedFP(QuadraticLifted):
                                      out=self._buffer("pupil_windows", raw.shape, U.dtype))
             else:
                 gathered.mul_(self._pupil_in[:, None, block])
-            windows.view(batch, rank, frames, M * M).index_copy_(-1, self._support, gathered)
+            # scatter_ / gather with the support's index expanded (a view) run 2-4x faster than
+            # index_copy_ / index_select along the last axis
+            on_support = self._support.expand(batch, rank, frames, K)
+            windows.view(batch, rank, frames, M * M).scatter_(-1, on_support, gathered)
             fields = torch.fft.ifft2(windows, norm="forward")
-            # predicted intensities of this block: q = sum_r d_r |psi_r|^2
-            parts = torch.view_as_real(fields)
-            torch.mul(parts[..., 0], parts[..., 0], out=power)
-            power.addcmul_(parts[..., 1], parts[..., 1])
+            # predicted intensities of this block: q = sum_r d_r |psi_r|^2 (squares in one contiguous
+            # pass, then one add of the strided halves: 1.5x faster than two strided passes)
+            squares = torch.square(torch.view_as_real(fields), out=self._buffer("squares", (*shape, 2), b.dtype))
+            torch.add(squares[..., 0], squares[..., 1], out=power)
             if not unit_weights:
                 power.mul_(weights)
             q = power[:, 0] if rank == 1 else power.sum(dim=1)  # scratch: the loss may overwrite it
@@ -257,9 +260,11 @@ class LiftedFP(QuadraticLifted):
             if residual_sq is not None and loss.weight_is_residual:
                 residual_sq += 2 * block_value
             # adjoint on weight * fields: FFT, conjugate pupil on the support, scatter-add
-            fields.mul_(weight[:, None])
+            # (the real weight copied into a complex buffer first: a complex-by-complex product is
+            # faster than the mixed-type one, which converts the weight on the fly)
+            fields.mul_(self._buffer("complex_weight", weight.shape, U.dtype).copy_(weight)[:, None])
             spectra = torch.fft.fft2(fields)
-            selected = spectra.view(batch, rank, frames, M * M).index_select(-1, self._support)
+            selected = torch.gather(spectra.view(batch, rank, frames, M * M), -1, on_support)
             if pupil_terms:  # d loss / d conj(P_l) = c sum_r d_r conj(raw_r) fft2(w psi_r), c = (M/N)^2 / M^2
                 gradient_block = self.pupil_gradient[:, block]
                 energy_block = self.pupil_energy[:, block]

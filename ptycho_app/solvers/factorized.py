@@ -264,6 +264,9 @@ def iterate(operator: LiftedOperator, b: torch.Tensor, options: SolverOptions, i
     nesterov = options.momentum == "nesterov"
     adaptive = options.step_schedule == "adaptive"
     left = None if preconditioner is None else preconditioner.to(dtype=operator.real_dtype)[None, :, None]
+    # the U update U - step M^{-1} grad_U as one pass: U + descent * grad_U, descent = -step M^{-1}
+    # (B, n or 1, 1), the spectral preconditioner M^{-1} acting on rows commutes with ScaledGD's on columns
+    descent = (-step_u if left is None else -step_u * left).to(dtype)
 
     max_iters, every = options.max_iters, options.yield_every
     losses = torch.empty(max_iters + 1, batch, dtype=operator.real_dtype, device=device)
@@ -280,6 +283,7 @@ def iterate(operator: LiftedOperator, b: torch.Tensor, options: SolverOptions, i
     off_plateau = torch.zeros(batch, dtype=torch.bool, device=device)
     watching_plateau = nesterov or adaptive
     relative = torch.ones(batch, dtype=operator.real_dtype, device=device)
+    any_off_plateau = not watching_plateau  # (read on the host while watching)
 
     def snapshot(k, relative, elapsed, done):
         iterations = torch.where(active, torch.full_like(stopped_at, k), stopped_at)
@@ -307,8 +311,9 @@ def iterate(operator: LiftedOperator, b: torch.Tensor, options: SolverOptions, i
         if residual_sq is not None:
             relative = residual_sq.clamp_min(0).sqrt() / norm_b
             off_plateau |= relative < CONVERGENCE_MIN_PROGRESS
-            if watching_plateau and bool(off_plateau.all()):
-                watching_plateau = False
+            if watching_plateau:
+                any_off_plateau = bool(off_plateau.any())
+                watching_plateau = not bool(off_plateau.all())
         if yielding:
             failure = solver_failure(U, d, losses[k], relative, options, method_names,
                                      getattr(operator, "blocks", None))
@@ -342,8 +347,6 @@ def iterate(operator: LiftedOperator, b: torch.Tensor, options: SolverOptions, i
                 grad_U[rows] = g_U
                 if g_d is not None:
                     grad_d[rows] = g_d
-        if left is not None:
-            grad_U = grad_U * left
         if options.scaled_lambda > 0:
             W = U * d.clamp_min(0).sqrt()[:, None, :].to(U.dtype)
             gram = W.mH @ W
@@ -355,20 +358,24 @@ def iterate(operator: LiftedOperator, b: torch.Tensor, options: SolverOptions, i
             stalled &= off_plateau
             step_factor = torch.where(stalled, (step_factor / 2).clamp_min(MIN_STEP_FACTOR), step_factor)
         factor = step_factor if adaptive else None
-        U_next = U - (step_u if factor is None else step_u * factor[:, None, None]) * grad_U
+        U_next = torch.addcmul(U, descent if factor is None else descent * factor[:, None, None].to(dtype), grad_U)
         d_next = d if grad_d is None else d - (step_d if factor is None else step_d * factor[:, None]) * grad_d
         U_next, d_next = project(U_next, d_next)
         if nesterov:
-            rose = losses[k] > losses[k - 1] if k > 0 else torch.zeros_like(active)
-            moving = off_plateau & ~rose
-            t_next = (1 + torch.sqrt(1 + 4 * t * t)) / 2
-            beta = torch.where(moving, (t - 1) / t_next, torch.zeros_like(t))
-            t = torch.where(moving, t_next, torch.ones_like(t))
             x_U, x_d = U_next, d_next
-            # x + beta (x - x_prev) = lerp(x_prev, x, 1 + beta): one pass instead of three
-            U_next = torch.lerp(U_prev, x_U, (1 + beta)[:, None, None].to(U.dtype))
-            d_next = torch.lerp(d_prev, x_d, (1 + beta)[:, None])
-            U_next, d_next = project(U_next, d_next)
+            if any_off_plateau:  # (while every problem is on the start's plateau, beta = 0: x_{k+1} itself)
+                rose = losses[k] > losses[k - 1] if k > 0 else torch.zeros_like(active)
+                moving = off_plateau & ~rose
+                t_next = (1 + torch.sqrt(1 + 4 * t * t)) / 2
+                beta = torch.where(moving, (t - 1) / t_next, torch.zeros_like(t))
+                t = torch.where(moving, t_next, torch.ones_like(t))
+                # x + beta (x - x_prev) = lerp(x_prev, x, 1 + beta): one pass instead of three
+                U_next = torch.lerp(U_prev, x_U, (1 + beta)[:, None, None].to(U.dtype))
+                d_next = torch.lerp(d_prev, x_d, (1 + beta)[:, None])
+                U_next, d_next = project(U_next, d_next)
+                if watching_plateau:  # the problems still on it take x_{k+1} itself, as when solved alone
+                    U_next = torch.where(off_plateau[:, None, None], U_next, x_U)
+                    d_next = torch.where(off_plateau[:, None], d_next, x_d)
             if all_active:
                 U_prev, d_prev = x_U, x_d
             else:

@@ -83,7 +83,8 @@ class UDU(Method):
     records = ("radius", "step_d")
 
     def gradients(self, U, d, GU):
-        return 2 * GU * d[:, None, :], (U.conj() * GU).sum(dim=1).real
+        # (2 d as a complex (B, 1, r) factor: one pass over G U, not two mixed-type ones)
+        return GU * (2 * d).to(GU.dtype)[:, None, :], (U.conj() * GU).sum(dim=1).real
 
     def project(self, U, d, radius):
         shrink = (radius / frobenius_norm(U)).clamp(max=1)

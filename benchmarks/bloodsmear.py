@@ -11,7 +11,7 @@ spent up to there (the run's solver time times that fraction).  Writes
 
 Run (after ``make setup``; needs ../shared)::
 
-    .venv/bin/python benchmarks/bloodsmear.py [--iters 600] [--ranks 1 4] [--extra "--pupil recover"] [--tag pupil]
+    .venv/bin/python benchmarks/bloodsmear.py [--iters 900] [--ranks 1 4] [--extra "--pupil recover"] [--tag pupil]
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def settle_iteration(loss: np.ndarray) -> int | None:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iters", type=int, default=600)
+    parser.add_argument("--iters", type=int, default=900)
     parser.add_argument("--ranks", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--preset", default="fast")
     parser.add_argument("--extra", default="", help="more reconstruct flags, one string")

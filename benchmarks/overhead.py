@@ -11,8 +11,10 @@ a shared machine hits both alike):
 
 for BM and UDU at ranks 1 and 8.  Each run is the median over ``--repeats`` runs of ``--iterations``
 iterations, after a warm-up run, of the solver's own clock (``state.elapsed``: the set-up power
-iterations are excluded); each figure is the fastest of ``--rounds`` alternating rounds (the least
-disturbed by other work on a shared machine).  Writes ``benchmarks/results/overhead-<device>.{json,md}``.
+iterations are excluded).  A round times the three once each, one after the other, so a ratio within
+a round compares runs made under the same machine load: each ratio reported is the median over
+``--rounds`` rounds of the round's ratio (an outlier run moves it less than a ratio of minima; the
+milliseconds shown are each configuration's fastest round).  Writes ``benchmarks/results/overhead-<device>.{json,md}``.
 
 Run::
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -74,7 +77,7 @@ def main(argv=None):
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (the fastest is kept)")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds (ratios: the median over rounds)")
     parser.add_argument("--skip", type=int, default=0,
                         help="iterations run before the timed ones, a multiple of --iterations (0: time the first "
                              "ones, which include the fast preset's per-iteration check for the end of the start's "
@@ -105,8 +108,9 @@ def main(argv=None):
                         runs["fast"].append(time_one(ROOT, {**common, "preset": "fast"}))
                     row = {"method": method, "rank": rank, **{k: min(v) for k, v in runs.items()},
                            "runs": runs}
-                    row["paper_ratio"] = row["paper"] / row["baseline"]
-                    row["fast_ratio"] = row["fast"] / row["baseline"]
+                    for name in ("paper", "fast"):
+                        ratios = [a / b for a, b in zip(runs[name], runs["baseline"], strict=True)]
+                        row[f"{name}_ratio"] = statistics.median(ratios)
                     rows.append(row)
                     print(f"{method} rank {rank}: baseline {row['baseline'] * 1e3:.1f} ms, paper "
                           f"{row['paper'] * 1e3:.1f} ms ({row['paper_ratio']:.2f}x), fast {row['fast'] * 1e3:.1f} ms "
@@ -121,7 +125,8 @@ def main(argv=None):
     stem = RESULTS / (args.out or f"overhead-{args.device}" + (f"-from{args.skip}" if args.skip else ""))
     stem.with_suffix(".json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
     lines = [f"# Seconds per FP-256 iteration: this checkout vs {args.baseline} ({args.device})", "",
-             f"Fastest of {args.rounds} alternating rounds, each the median of {args.repeats} runs of "
+             f"Ratios: median over {args.rounds} alternating rounds of the round's ratio; ms: the fastest round; "
+             f"each figure the median of {args.repeats} runs of "
              f"{args.iterations} iterations (solver clock)"
              + (f", timed after {args.skip} untimed iterations" if args.skip else ", from the start") + "."
              f" {machine['platform']}, torch {machine['torch']}, "

@@ -7,4 +7,4 @@ one run path of every front end), :mod:`~ptycho_app.analysis` (eigenvalues, obje
 :mod:`~ptycho_app.cli`.
 """
 
-__version__ = "0.3.0"
+__version__ = "0.3.1"

@@ -260,8 +260,8 @@ def describe_measurement(path) -> str:
 
 
 #: Options shown by ``info`` and ``compare``, in this order (those a result does not record are skipped).
-SHOWN_OPTIONS = ("preset", "rank", "loss", "precondition", "precondition_alpha", "momentum", "init", "step", "step_d",
-                 "step_schedule", "scaled_lambda", "xi", "radius", "seed")
+SHOWN_OPTIONS = ("preset", "rank", "loss", "precondition", "precondition_alpha", "momentum", "restart_backoff", "init",
+                 "step", "step_d", "step_schedule", "scaled_lambda", "xi", "radius", "seed")
 
 
 def options_summary(attrs: dict) -> str:

@@ -352,6 +352,56 @@ def test_nesterov_reaches_a_lower_loss(small_problem):
         f"nesterov {final_nesterov:.3e} vs plain {final_plain:.3e} (start {float(plain.losses[0, 0]):.3e})"
 
 
+def test_restart_backoff_is_nesterov_with_shrinking_steps_by_hand(tiny):
+    """BM, amplitude loss, Nesterov, a step (1.9) large enough to overshoot, restart_backoff 0.7: 25
+    iterations equal a hand loop (to 1e-10): loss and G U from operator.evaluate on b / tau, the
+    problem off the start plateau once its relative residual is below 0.5; at a restart (the loss
+    rose, off the plateau) the step factor becomes max(0.7 factor, 0.5) and beta = 0, else FISTA's
+    beta; U <- x + beta (x - x_prev), x = U - factor eta 2 G U.  The start is the solver's own (tested
+    above).  Teeth: the run restarts, and without the backoff its iterates differ."""
+    acq, operator, objects, b_all = tiny
+    b = b_all[:1]
+    common = dict(method="bm", rank=1, precondition="none", step=1.9, yield_every=1)
+    options = SolverOptions.preset("fast", restart_backoff=0.7, max_iters=25, **common)
+    states = list(iterate(operator, b, options))
+    U = next(iter(iterate(operator, b, SolverOptions.preset("fast", max_iters=0, **common)))).U
+    d = torch.ones(1, 1, dtype=torch.float64)
+
+    tau, intensity_curvature = problem_scale(operator, b)
+    b_normalized = b / tau.reshape(-1, 1, 1, 1)
+    loss = make_loss("amplitude").bind(b_normalized)
+    curvature, _ = step_curvatures(operator, b_normalized, loss, options.radius, None, intensity_curvature)
+    eta = 1.9 / float(curvature[0])
+    U_prev, t, factor, off_plateau, losses, restarts = U, 1.0, 1.0, False, [], 0
+    for k in range(25):
+        value, residual_sq, GU = operator.evaluate(U, d, b_normalized, loss, residual=True)
+        losses.append(float(value[0]))
+        off_plateau |= float(residual_sq[0].sqrt() / b_normalized.norm()) < 0.5
+        restart = k > 0 and losses[k] > losses[k - 1]
+        if restart and off_plateau:
+            factor, restarts = max(0.7 * factor, 0.5), restarts + 1
+        x = U - factor * eta * 2 * GU
+        if off_plateau and not restart:
+            t_next = (1 + (1 + 4 * t * t) ** 0.5) / 2
+            beta, t = (t - 1) / t_next, t_next
+        else:
+            beta, t = 0.0, 1.0
+        U, U_prev = x + beta * (x - U_prev), x
+        state = states[k]
+        torch.testing.assert_close(state.U, U, rtol=1e-10, atol=1e-10 * float(U.abs().max()))
+        torch.testing.assert_close(state.losses[:k + 1, 0], torch.tensor(losses, dtype=torch.float64) * float(tau[0]),
+                                   rtol=1e-10, atol=0)
+    assert restarts >= 2 and factor < 1, (restarts, factor)
+    plain = solve(operator, b, SolverOptions.preset("fast", restart_backoff=1.0, max_iters=25, **common))
+    assert float((plain.U - states[-1].U).abs().max()) > 1e-3 * float(U.abs().max())
+
+
+def test_restart_backoff_must_be_in_zero_one():
+    for bad in (0.0, 1.5, float("nan"), -0.5):
+        with pytest.raises(ValueError, match="restart_backoff must be in"):
+            SolverOptions.preset("fast", restart_backoff=bad)
+
+
 def test_adaptive_schedule_stays_sane(tiny):
     """step_schedule='adaptive' (fast preset, BM and UDU): every loss stays finite and never rises
     above 1.5x the start's; the run ends far below its start."""

@@ -9,7 +9,10 @@ Per iteration, at the current point ``(U, d)`` (``X = U diag(d) U^*``):
    every column, so ``U -> U Q`` symmetry is kept; ScaledGD: ``(W^*W + lambda I)^{-1}`` on the right),
    steps, and the method projects;
 4. with Nesterov momentum the next point is the projected extrapolation
-   ``P(x_{k+1} + beta_k (x_{k+1} - x_k))``; a problem restarts (``beta = 0``) when its loss rises.
+   ``P(x_{k+1} + beta_k (x_{k+1} - x_k))``; a problem restarts (``beta = 0``) when its loss rises,
+   and with ``restart_backoff`` < 1 its steps are multiplied by it (down to half): a restart says the
+   accelerated step overshot, and on real data a step that keeps overshooting turns momentum into
+   cycles of a few iterations between restarts.
 
 The papers' algorithms are the case intensity loss, no preconditioner, no momentum, random start
 (``SolverOptions.preset("paper")``):
@@ -46,6 +49,9 @@ CONVERGENCE_MIN_PROGRESS = 0.5
 STALL_WINDOW = 10
 STALL_DECREASE = 1e-3
 MIN_STEP_FACTOR = 2.0**-10
+#: With ``restart_backoff`` < 1, a restart multiplies the problem's steps by it, down to this fraction
+#: of the initial steps.
+MIN_RESTART_FACTOR = 0.5
 
 
 #: A relative residual ``||A(X) - b|| / ||b||`` above this is divergence (it is 1 at X = 0).
@@ -276,7 +282,10 @@ def iterate(operator: LiftedOperator, b: torch.Tensor, options: SolverOptions, i
     # momentum: the previous step's result x_k (U_prev, d_prev) and FISTA's t per problem
     U_prev, d_prev = U, d
     t = torch.ones(batch, dtype=operator.real_dtype, device=device)
-    step_factor = torch.ones(batch, dtype=operator.real_dtype, device=device)
+    step_factor = torch.ones(batch, dtype=operator.real_dtype, device=device)  # adaptive schedule
+    backoff = options.restart_backoff if nesterov else 1.0
+    restart_factor = torch.ones(batch, dtype=operator.real_dtype, device=device)  # restart backoff
+    step_u_now, step_d_now = descent, step_d  # the steps times both factors (recomputed when they change)
     # a problem leaves the start's plateau once its relative residual is below CONVERGENCE_MIN_PROGRESS;
     # momentum and the adaptive schedule start there. Until all have left it, the residual is computed
     # every iteration (and read on the host); afterwards only at yields (one pass less per iteration).
@@ -353,19 +362,30 @@ def iterate(operator: LiftedOperator, b: torch.Tensor, options: SolverOptions, i
             eye = torch.eye(gram.shape[-1], dtype=gram.dtype, device=device)
             factor, _ = torch.linalg.cholesky_ex(gram + options.scaled_lambda * eye)  # no device sync
             grad_U = torch.cholesky_solve(grad_U.mH, factor).mH
+        factors_changed = False
         if adaptive and k >= STALL_WINDOW and k % STALL_WINDOW == 0:
             stalled = (losses[k - STALL_WINDOW] - losses[k]) < STALL_DECREASE * losses[k - STALL_WINDOW].abs()
             stalled &= off_plateau
             step_factor = torch.where(stalled, (step_factor / 2).clamp_min(MIN_STEP_FACTOR), step_factor)
-        factor = step_factor if adaptive else None
-        U_next = torch.addcmul(U, descent if factor is None else descent * factor[:, None, None].to(dtype), grad_U)
-        d_next = d if grad_d is None else d - (step_d if factor is None else step_d * factor[:, None]) * grad_d
+            factors_changed = True
+        # Nesterov restarts a problem (beta = 0) when its loss rose; with a backoff its steps shrink too
+        rose = losses[k] > losses[k - 1] if nesterov and any_off_plateau and k > 0 else None
+        if rose is not None and backoff < 1:
+            restarted = rose & off_plateau
+            if device.type != "cpu" or bool(restarted.any()):  # (reading it on the host is free on the CPU)
+                shrunk = (restart_factor * backoff).clamp_min(MIN_RESTART_FACTOR)
+                restart_factor = torch.where(restarted, shrunk, restart_factor)
+                factors_changed = True
+        if factors_changed:
+            factor = step_factor * restart_factor
+            step_u_now, step_d_now = descent * factor[:, None, None].to(dtype), step_d * factor[:, None]
+        U_next = torch.addcmul(U, step_u_now, grad_U)
+        d_next = d if grad_d is None else d - step_d_now * grad_d
         U_next, d_next = project(U_next, d_next)
         if nesterov:
             x_U, x_d = U_next, d_next
             if any_off_plateau:  # (while every problem is on the start's plateau, beta = 0: x_{k+1} itself)
-                rose = losses[k] > losses[k - 1] if k > 0 else torch.zeros_like(active)
-                moving = off_plateau & ~rose
+                moving = off_plateau if rose is None else off_plateau & ~rose
                 t_next = (1 + torch.sqrt(1 + 4 * t * t)) / 2
                 beta = torch.where(moving, (t - 1) / t_next, torch.zeros_like(t))
                 t = torch.where(moving, t_next, torch.ones_like(t))

@@ -84,6 +84,10 @@ class SolverOptions:
                                         "rPIE: 1/((1-alpha) m + alpha max m)")
     momentum: str = _option("none", "nesterov: accelerated steps with adaptive restart (restarts when the "
                             "loss rises), once the residual leaves the start plateau", MOMENTA)
+    restart_backoff: float = _option(1.0, "with nesterov: multiply a problem's steps by this at each restart (its "
+                                     "loss rose: the accelerated step overshot), down to half the initial steps; 1: "
+                                     "off. On the blood smear the fast preset's 0.7 ends UDU's restart cycles "
+                                     "(docs/solvers.md)")
     init: str = _option("random", "start: random (the papers' U0 = xi randn/||randn||_F, D0 = I), spectral "
                         "(top eigenvector of A^*(b)) or frame (the on-axis frame's field, FP only); the "
                         "last two add small random columns for rank > 1", STARTS)
@@ -160,6 +164,9 @@ class SolverOptions:
                 bound = "> 0" if name in positives else ">= 0"
                 raise ValueError(f"solver option {name} must be a finite number {bound}, got {value!r}")
             setattr(self, name, float(value))
+        if not (is_finite_real(self.restart_backoff) and 0 < self.restart_backoff <= 1):
+            raise ValueError(f"solver option restart_backoff must be in (0, 1], got {self.restart_backoff!r}")
+        self.restart_backoff = float(self.restart_backoff)
         if self.precondition_alpha > 1:
             raise ValueError(f"solver option precondition_alpha must be in [0, 1], got {self.precondition_alpha}")
         if self.pupil_alpha > 1:
@@ -221,7 +228,7 @@ def fields_by_name() -> dict:
 PRESETS = {
     "paper": {},
     "fast": {"loss": "amplitude", "precondition": "spectral", "momentum": "nesterov", "init": "frame",
-             "max_iters": 500},
+             "restart_backoff": 0.7, "max_iters": 500},
 }
 
 #: Presets each kind of problem offers (``fast`` is FP-only: spectral preconditioner, frame start,

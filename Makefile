@@ -20,10 +20,12 @@ napari: setup
 	$(VENV)/bin/napari -w ptycho-app "FP reconstruction"
 
 # The study that decides the defaults (about an hour on 2 cores): benchmarks/results/study.*, docs/study.md;
-# then BM vs UDU lambda_2/lambda_1 with the defaults (2 minutes): benchmarks/results/contrast.*
+# then the defaults' error and BM vs UDU lambda_2/lambda_1 (3 minutes): benchmarks/results/contrast.*, and the
+# defaults with each loss on Poisson data (5 minutes): benchmarks/results/poisson_losses.*
 bench: setup
 	$(PY) benchmarks/study.py --stage all
 	$(PY) benchmarks/contrast.py
+	$(PY) benchmarks/poisson_losses.py
 
 # Iteration cost vs the FFT bound, batch scaling, memory; per-iteration overhead against the last commit
 bench-fp256: setup

@@ -19,6 +19,8 @@ from ptycho_app.tile_store import TileStore, store_folder
 from ptycho_app.tiled import check_tiling, cut_tiles, reconstruct_files_tiled, solve_and_store
 from ptycho_app.tiling import TILE_MARGIN
 
+from .test_tiled import simulate_small_field
+
 distributed = pytest.importorskip("distributed")
 
 TILES = 9
@@ -33,8 +35,7 @@ def field(tmp_path_factory):
     """The measurement file and the in-process result's object (the reference for every other run)."""
     folder = tmp_path_factory.mktemp("dask")
     path = folder / "field.h5"
-    assert main(["simulate", "--field", "64", "--upsample", "2", "--leds", "5", "--distance", "0.06",
-                 "--out", str(path)]) == 0
+    simulate_small_field(path)
     out = folder / "none"
     assert main(["reconstruct", str(path), *SOLVE, "--out", str(out), "--keep-tiles"]) == 0
     store = TileStore(store_folder(out, path))

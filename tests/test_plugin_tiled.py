@@ -11,6 +11,8 @@ napari = pytest.importorskip("napari", reason="napari is not installed (pip inst
 from ptycho_app.cli import main  # noqa: E402
 from ptycho_app.io.results import read_result  # noqa: E402
 
+from .test_tiled import simulate_small_field  # noqa: E402
+
 SCREENSHOT = Path("/tmp/s17/napari_tiled.png")
 #: The CLI run the widget's tiled run is compared with (64 x 64 camera pixels, 9 tiles of 32 x 32).
 TILING = ["--tile", "32", "--overlap", "8", "--method", "bm", "--rank", "2", "--iters", "30"]
@@ -21,8 +23,7 @@ def field(tmp_path_factory):
     """A full-field measurement and its stitched BM results at rank 2 and rank 1 (CLI)."""
     folder = tmp_path_factory.mktemp("tiled")
     measurement = folder / "field.h5"
-    assert main(["simulate", "--field", "64", "--upsample", "2", "--leds", "5", "--distance", "0.06",
-                 "--out", str(measurement)]) == 0
+    simulate_small_field(measurement)
     assert main(["reconstruct", str(measurement), *TILING, "--no-progress", "--out", str(folder / "r2")]) == 0
     rank1 = [*TILING[:-3], "1", *TILING[-2:]]
     assert main(["reconstruct", str(measurement), *rank1, "--no-progress", "--out", str(folder / "r1")]) == 0

@@ -139,14 +139,21 @@ def test_tiled_refuses_direction_sines_only(tmp_path, capsys):
     assert "--tile" in message and "direction sines" in message and len(message.splitlines()) == 1
 
 
+def simulate_small_field(path):
+    """The tiled tests' full field, written to ``path``: 64 x 64 camera pixels, upsample 2, 5 x 5 LEDs
+    60 mm below (``ptycho-app simulate``); returns ``path``."""
+    assert main(["simulate", "--field", "64", "--upsample", "2", "--leds", "5", "--distance", "0.06",
+                 "--out", str(path)]) == 0
+    return path
+
+
 def test_margin_lets_a_natural_object_tile(tmp_path):
     """A natural object (not periodic with the tile): without a margin every tile's periodic model
     wraps the object around its edges and the light entering from outside cannot be explained
     (stitched error 0.51, residuals up to 0.23); with the default 16-pixel unmeasured margin the
     stitched error is 0.097 and every tile's residual (over its measured pixels) 0.021."""
     path = tmp_path / "field.h5"
-    assert main(["simulate", "--field", "64", "--upsample", "2", "--leds", "5", "--distance", "0.06",
-                 "--out", str(path)]) == 0
+    simulate_small_field(path)
     errors, residuals = {}, {}
     for margin in ("0", "16"):
         out = tmp_path / f"margin{margin}"
@@ -172,8 +179,7 @@ def test_stop_ends_a_batched_solve_at_its_next_update(tmp_path, monkeypatch):
     from ptycho_app.tile_store import TileStore
 
     path = tmp_path / "field.h5"
-    assert main(["simulate", "--field", "64", "--upsample", "2", "--leds", "5", "--distance", "0.06",
-                 "--out", str(path)]) == 0
+    simulate_small_field(path)
     item = Input(path, read_measurement(path), "")
     stop, reached = threading.Event(), []
     original = tiled.run_to_end

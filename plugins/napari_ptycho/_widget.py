@@ -656,11 +656,7 @@ class ReconstructionWidget(QWidget):
             loss.set_data(np.arange(1, len(view.losses) + 1), view.losses)
         self.spectrum_axes.set_title("eigenvalues of X / lambda_1")
         self.loss_axes.set_title("loss")
-        for axes in (self.spectrum_axes, self.loss_axes):
-            axes.relim()
-            axes.autoscale_view()
-            axes.legend(loc="upper right", fontsize="small")
-        self.canvas.draw_idle()
+        self._redraw_plots()
 
     def _plot_tiles(self, update):
         """Add each newly solved tile's spectrum and loss as one thin line (one colour per method)."""
@@ -676,6 +672,10 @@ class ReconstructionWidget(QWidget):
                 self.lines.setdefault(method, (spectrum, loss))
         self.spectrum_axes.set_title("each tile's eigenvalues / lambda_1")
         self.loss_axes.set_title("loss of each tile")
+        self._redraw_plots()
+
+    def _redraw_plots(self):
+        """Rescale both plots to their lines, refresh the legends and redraw."""
         for axes in (self.spectrum_axes, self.loss_axes):
             axes.relim()
             axes.autoscale_view()
